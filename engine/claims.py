@@ -1,0 +1,235 @@
+"""Claim input: the DESIGN.md JSON format into typed models.
+
+A batch is one object, a list, ``{"claims": [...]}``, or JSON Lines. Each item is
+validated on its own: a bad claim becomes an ``InvalidClaim`` naming the field and
+the reason, and the rest of the batch goes on. Messages never quote field values,
+so patient data cannot leak into logs through them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ProviderType = Literal[
+    "MD", "DO", "NP", "PA", "CNS", "RN", "LPN", "MA", "pharmacist", "psychologist",
+    "LCSW", "LMFT", "LPC", "PT", "OT", "SLP", "RD",
+]
+Modality = Literal["in-person", "video", "audio-only", "portal", "remote-monitoring"]
+Mdm = Literal["straightforward", "low", "moderate", "high"]
+Location = Literal["home", "office", "clinic", "hospital", "snf", "other"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Patient(_Model):
+    id: str | None = None
+    birth_date: dt.date | None = None
+    new_patient: bool | None = None
+    location: Location | None = None
+    rural: bool | None = None
+
+
+class Provider(_Model):
+    npi: str | None = Field(default=None, pattern=r"^\d{10}$")
+    type: ProviderType | None = None
+    specialty: str | None = None
+    taxonomy: str | None = None
+    prescribing_psychologist: bool | None = None
+
+
+class IncidentTo(_Model):
+    performed_by: ProviderType
+    supervision: Literal["in-suite", "virtual", "audio-only", "none"] | None = None
+
+
+class Encounter(_Model):
+    modality: Modality | None = None
+    total_minutes: int | None = Field(default=None, ge=0, le=1440)
+    psychotherapy_minutes: int | None = Field(default=None, ge=0, le=1440)
+    mdm: Mdm | None = None
+    level_basis: Literal["mdm", "time"] | None = None
+    consent_documented: bool | None = None
+    video_declined: bool | None = None
+    rpm_days: int | None = Field(default=None, ge=0, le=31)
+    rpm_minutes: int | None = Field(default=None, ge=0, le=1440)
+    interactive_communication: bool | None = None
+
+
+class Line(_Model):
+    code: str = Field(pattern=r"^[A-Z0-9]{5}$")
+    modifiers: list[str] = Field(default_factory=list, max_length=4)
+    units: int = Field(default=1, ge=1, le=999)
+    charge: float | None = Field(default=None, ge=0)
+    service_date: dt.date | None = None
+    place_of_service: str | None = Field(default=None, pattern=r"^\d{2}$")
+    diagnosis_pointers: list[int] = Field(default_factory=list, max_length=4)
+
+    @field_validator("code", mode="before")
+    @classmethod
+    def _upper_code(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("modifiers", mode="before")
+    @classmethod
+    def _upper_modifiers(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v.strip().upper() if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("modifiers")
+    @classmethod
+    def _modifier_shape(cls, value: list[str]) -> list[str]:
+        for position, modifier in enumerate(value, 1):
+            if len(modifier) != 2 or not modifier.isalnum():
+                raise ValueError(f"modifier {position} must be two letters or digits")
+        return value
+
+    @field_validator("diagnosis_pointers")
+    @classmethod
+    def _pointer_range(cls, value: list[int]) -> list[int]:
+        if any(p < 1 or p > 12 for p in value):
+            raise ValueError("diagnosis pointers are 1 to 12")
+        return value
+
+
+class Adjudication(_Model):
+    status: Literal["paid", "denied"]
+    date: dt.date | None = None
+    carc: list[str] = Field(default_factory=list)
+
+
+class Claim(_Model):
+    id: str = Field(min_length=1, max_length=64)
+    payer: str = Field(min_length=1)
+    state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    service_date: dt.date
+    place_of_service: str | None = Field(default=None, pattern=r"^\d{2}$")
+    patient: Patient | None = None
+    rendering_provider: Provider | None = None
+    billing_provider: Provider | None = None
+    incident_to: IncidentTo | None = None
+    diagnoses: list[str] = Field(default_factory=list, max_length=12)
+    prior_authorization: str | None = None
+    encounter: Encounter | None = None
+    lines: list[Line] = Field(min_length=1, max_length=50)
+    adjudication: Adjudication | None = None
+
+    @field_validator("payer", mode="before")
+    @classmethod
+    def _lower_payer(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _upper_state(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("diagnoses", mode="before")
+    @classmethod
+    def _normalise_dx(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v.strip().upper().replace(".", "") if isinstance(v, str) else v for v in value]
+        return value
+
+    def line_date(self, line: Line) -> dt.date:
+        return line.service_date or self.service_date
+
+    def line_pos(self, line: Line) -> str | None:
+        return line.place_of_service or self.place_of_service
+
+
+@dataclass
+class InputError:
+    field: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "reason": self.reason}
+
+
+@dataclass
+class InvalidClaim:
+    """A claim that could not be judged, with every reason found."""
+
+    id: str | None
+    position: int
+    errors: list[InputError] = field(default_factory=list)
+
+
+def _field_path(loc: Iterable[Any]) -> str:
+    # Line positions are shown 1-based, the way billing staff number claim lines.
+    path = ""
+    parts = list(loc)
+    for index, part in enumerate(parts):
+        if isinstance(part, int):
+            one_based = index > 0 and parts[index - 1] == "lines"
+            path += f"[{part + 1 if one_based else part}]"
+        else:
+            path += ("." if path else "") + str(part)
+    return path or "claim"
+
+
+def _reason(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown field"
+    if error["type"] == "missing":
+        return "required field is missing"
+    message = str(error["msg"])
+    return message[len("Value error, "):] if message.startswith("Value error, ") else message
+
+
+def validate_claim(raw: Any, position: int) -> Claim | InvalidClaim:
+    if not isinstance(raw, dict):
+        return InvalidClaim(None, position, [InputError("claim", "a claim must be a JSON object")])
+    claim_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+    try:
+        return Claim.model_validate(raw)
+    except ValidationError as exc:
+        errors = [InputError(_field_path(e["loc"]), _reason(e)) for e in exc.errors(include_input=False)]
+        return InvalidClaim(claim_id, position, errors)
+
+
+def _json_lines(text: str) -> list[Any]:
+    items: list[Any] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            items.append(_BadItem(f"line {number}: not valid JSON ({exc.msg})"))
+    return items
+
+
+@dataclass
+class _BadItem:
+    reason: str
+
+
+def parse_claims_text(text: str) -> list[Claim | InvalidClaim]:
+    """Parse one document in any of the accepted shapes; never raises on content."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        items = _json_lines(text)
+    else:
+        if isinstance(document, dict) and "claims" in document and "lines" not in document:
+            items = document["claims"] if isinstance(document["claims"], list) else [document["claims"]]
+        elif isinstance(document, list):
+            items = document
+        else:
+            items = [document]
+    results: list[Claim | InvalidClaim] = []
+    for position, item in enumerate(items, 1):
+        if isinstance(item, _BadItem):
+            results.append(InvalidClaim(None, position, [InputError("claim", item.reason)]))
+        else:
+            results.append(validate_claim(item, position))
+    return results

@@ -1,0 +1,110 @@
+"""Claim -> facts: one flat record per claim line, named by the rule vocabulary.
+
+Everything a rule can test is computed here once per line: the claim's own fields,
+the code table on the line's date of service, and the patient's history. A fact
+that the claim does not supply is left out, never guessed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from .claims import Claim, Line
+from .history import History
+from .policy.fields import MDM_RANK
+from .policy.snapshot import Snapshot
+
+
+def age_on(birth: dt.date, day: dt.date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def diagnosis_groups(snapshot: Snapshot, diagnoses: list[str]) -> set[str]:
+    found = set()
+    for name, group in snapshot.diagnosis_groups.items():
+        prefixes = tuple(p.upper().replace(".", "") for p in group.prefixes)
+        if any(dx.startswith(prefixes) for dx in diagnoses):
+            found.add(name)
+    return found
+
+
+def _put(facts: dict[str, Any], name: str, value: Any) -> None:
+    if value is not None:
+        facts[name] = value
+
+
+def claim_facts(claim: Claim, snapshot: Snapshot) -> dict[str, Any]:
+    """The facts every line of the claim shares."""
+    f: dict[str, Any] = {"claim.payer": claim.payer, "claim.prior_authorization": bool(claim.prior_authorization)}
+    _put(f, "claim.state", claim.state)
+    if claim.diagnoses:
+        f["claim.diagnosis_groups"] = diagnosis_groups(snapshot, claim.diagnoses)
+    provider = claim.rendering_provider
+    if provider:
+        _put(f, "provider.type", provider.type)
+        _put(f, "provider.specialty", provider.specialty)
+        _put(f, "provider.prescribing_psychologist", provider.prescribing_psychologist)
+    if claim.billing_provider:
+        _put(f, "billing_provider.type", claim.billing_provider.type)
+    patient = claim.patient
+    if patient:
+        _put(f, "patient.new_patient", patient.new_patient)
+        _put(f, "patient.location", patient.location)
+        _put(f, "patient.rural", patient.rural)
+    enc = claim.encounter
+    if enc:
+        for name in ("modality", "total_minutes", "psychotherapy_minutes", "mdm", "level_basis",
+                     "consent_documented", "video_declined", "rpm_days", "rpm_minutes",
+                     "interactive_communication"):
+            _put(f, f"encounter.{name}", getattr(enc, name))
+        if enc.mdm:
+            f["encounter.mdm_rank"] = MDM_RANK[enc.mdm]
+    if claim.incident_to:
+        _put(f, "incident_to.performed_by", claim.incident_to.performed_by)
+        _put(f, "incident_to.supervision", claim.incident_to.supervision)
+    return f
+
+
+def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], snapshot: Snapshot,
+               history: History | None, position: int = 0) -> dict[str, Any]:
+    day = claim.line_date(line)
+    f = dict(shared)
+    f.update({
+        "line.number": number,
+        "line.code": line.code,
+        "line.units": line.units,
+        "line.modifiers": set(line.modifiers),
+        "line.service_date": day,
+        "claim.other_codes": {other.code for i, other in enumerate(claim.lines, 1) if i != number},
+    })
+    _put(f, "line.place_of_service", claim.line_pos(line))
+    birth = claim.patient.birth_date if claim.patient else None
+    age = age_on(birth, day) if birth else None
+    _put(f, "patient.age", age)
+
+    attrs = snapshot.code_attrs(line.code, day)
+    f["code.known"] = attrs is not None
+    attrs = attrs or {}
+    f["code.status"] = attrs.get("status", "active") if attrs else "not-effective"
+    for name in ("kind", "family", "time_min", "time_max", "covered", "telehealth", "replaced_by", "mue"):
+        _put(f, f"code.{name}", attrs.get(name))
+    if "mdm" in attrs:
+        f["code.mdm_rank"] = MDM_RANK[attrs["mdm"]]
+    if "age_min" in attrs or "age_max" in attrs:
+        if age is not None:
+            f["code.age_ok"] = attrs.get("age_min", 0) <= age <= attrs.get("age_max", 200)
+    else:
+        f["code.age_ok"] = True
+    if "billers" in attrs:
+        if "provider.type" in f:
+            f["code.biller_ok"] = f["provider.type"] in attrs["billers"]
+    else:
+        f["code.biller_ok"] = True
+    if "primaries" in attrs:
+        f["code.primary_on_claim"] = bool(f["claim.other_codes"] & set(attrs["primaries"]))
+
+    patient_id = claim.patient.id if claim.patient else None
+    if history is not None and patient_id:
+        f.update(history.counts(patient_id, (position, number), day, line.code, attrs.get("family")))
+    return f

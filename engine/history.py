@@ -1,0 +1,55 @@
+"""A patient's earlier services, for duplicate and frequency rules.
+
+History is keyed by the patient id the claim gives and holds only what the rules
+need: date, code and code family. Services on earlier dates always count; on the
+same date only those that came first (stored history, then batch order, then line
+order) do, so of two identical lines the second is the duplicate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from bisect import insort
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Service:
+    day: dt.date
+    seq: tuple[int, int]
+    code: str
+    family: str | None
+
+
+@dataclass
+class History:
+    _by_patient: dict[str, list[Service]] = field(default_factory=dict)
+
+    def add(self, patient: str, service: Service) -> None:
+        insort(self._by_patient.setdefault(patient, []), service)
+
+    def counts(self, patient: str, seq: tuple[int, int], day: dt.date, code: str,
+               family: str | None) -> dict[str, int]:
+        same_day = month = year = family_year = 0
+        last: dt.date | None = None
+        for s in self._by_patient.get(patient, ()):
+            if s.day > day:
+                break
+            if s.day == day and s.seq >= seq:
+                continue
+            if s.code == code:
+                same_day += s.day == day
+                month += (s.day.year, s.day.month) == (day.year, day.month)
+                year += s.day.year == day.year
+                last = s.day
+            if family and s.family == family and s.day.year == day.year:
+                family_year += 1
+        result = {
+            "history.same_code_same_day": same_day,
+            "history.same_code_this_month": month,
+            "history.same_code_this_year": year,
+            "history.same_family_this_year": family_year,
+        }
+        if last is not None:
+            result["history.days_since_same_code"] = (day - last).days
+        return result

@@ -1,0 +1,1 @@
+"""The policy tree: loading, validation, layering and bitemporal resolution."""

@@ -1,0 +1,264 @@
+"""Policy data as loaded: the shapes of policy files and of the merged policy set.
+
+File shapes (``*File`` models) forbid unknown keys so a typo fails the load. The
+normalised shapes (``RuleRevision``, ``CodeRevision`` …) are what the store keeps and
+what a snapshot is built from; they round-trip through JSON for replays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Confidence = Literal["high", "medium", "low"]
+Severity = Literal["error", "warning", "info"]
+FixAction = Literal[
+    "replace_code", "add_modifier", "remove_modifier", "change_pos", "remove_line",
+    "add_line", "document", "obtain_authorization", "change_provider", "review",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Effective(_Strict):
+    from_: dt.date = Field(alias="from")
+    to: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Effective":
+        if self.to is not None and self.to < self.from_:
+            raise ValueError("effective.to is before effective.from")
+        return self
+
+    def covers(self, day: dt.date) -> bool:
+        return self.from_ <= day and (self.to is None or day <= self.to)
+
+    def overlaps(self, other: "Effective") -> bool:
+        return (self.to is None or other.from_ <= self.to) and (other.to is None or self.from_ <= other.to)
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"from": self.from_.isoformat(), "to": self.to.isoformat() if self.to else None}
+
+
+class Fix(_Strict):
+    action: FixAction
+    to: str | None = None
+    add_modifiers: list[str] = Field(default_factory=list)
+    remove_modifiers: list[str] = Field(default_factory=list)
+    text: str
+
+
+class Then(_Strict):
+    severity: Severity
+    carc: str | None = None
+    group: Literal["CO", "PR", "OA", "PI", "CR"] | None = None
+    rarc: list[str] = Field(default_factory=list)
+    message: str
+    fix: Fix | None = None
+
+
+class Source(_Strict):
+    title: str
+    url: str | None = None
+    note: str | None = None
+
+
+class DiagnosisGroup(_Strict):
+    title: str
+    prefixes: list[str]
+    source: str
+    confidence: Confidence
+
+
+class RevisionFile(_Strict):
+    published: dt.date
+    effective: Effective
+    title: str | None = None
+    when: dict[str, Any] | None = None
+    then: Then | None = None
+    derive: str | None = None
+    source: str | None = None
+    confidence: Confidence | None = None
+    note: str | None = None
+
+
+class RuleFile(_Strict):
+    id: str
+    title: str
+    replace: bool = False
+    supersedes: list[str] = Field(default_factory=list)
+    missing: Literal["report", "ignore"] = "report"
+    published: dt.date | None = None
+    effective: Effective | None = None
+    when: dict[str, Any] | None = None
+    then: Then | None = None
+    derive: str | None = None
+    source: str | None = None
+    confidence: Confidence | None = None
+    note: str | None = None
+    revisions: list[RevisionFile] | None = None
+
+
+class DisableFile(_Strict):
+    id: str
+    published: dt.date
+    source: str
+    reason: str
+
+
+class CodeValueFile(BaseModel):
+    """One dated entry; attributes other than the fixed keys are code attributes."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    effective: Effective
+    published: dt.date | None = None
+    source: str | None = None
+    confidence: Confidence | None = None
+
+
+class CodeRevisionFile(_Strict):
+    published: dt.date
+    source: str
+    confidence: Confidence
+    values: list[CodeValueFile]
+
+
+class CaseFile(_Strict):
+    name: str
+    claim: dict[str, Any]
+    known_on: dt.date | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    expect: list[str | dict[str, Any]] = Field(default_factory=list)
+    expect_not: list[str] = Field(default_factory=list)
+    status: Literal["clean", "review", "reject"] | None = None
+
+
+class PolicyFile(_Strict):
+    layer: str
+    title: str | None = None
+    sources: dict[str, Source] = Field(default_factory=dict)
+    diagnosis_groups: dict[str, DiagnosisGroup] = Field(default_factory=dict)
+    codes: dict[str, list[CodeValueFile] | dict[str, list[CodeRevisionFile]]] = Field(default_factory=dict)
+    rules: list[RuleFile] = Field(default_factory=list)
+    disable: list[DisableFile] = Field(default_factory=list)
+    cases: list[CaseFile] = Field(default_factory=list)
+
+
+class PayerFile(_Strict):
+    name: str
+    plan_class: Literal["medicare", "commercial", "medicaid", "medicare_advantage", "other"] = Field(alias="class")
+    layers: list[str]
+    states: dict[str, list[str]] = Field(default_factory=dict)
+    x12_payer_ids: list[str] = Field(default_factory=list)
+
+
+class PayersFile(_Strict):
+    payers: dict[str, PayerFile]
+
+
+# ---- normalised shapes -------------------------------------------------------------
+
+class Where(BaseModel):
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class RuleRevision(BaseModel):
+    rule_id: str
+    layer: str
+    title: str
+    replace: bool
+    supersedes: list[str]
+    missing: Literal["report", "ignore"]
+    published: dt.date
+    effective: Effective
+    when: dict[str, Any]
+    then: Then | None
+    derive: str | None
+    source: str
+    confidence: Confidence
+    note: str | None = None
+    where: Where
+
+    @property
+    def revision(self) -> str:
+        return self.published.isoformat()
+
+
+class Disable(BaseModel):
+    rule_id: str
+    layer: str
+    published: dt.date
+    source: str
+    reason: str
+    where: Where
+
+
+class CodeValue(BaseModel):
+    effective: Effective
+    attrs: dict[str, Any]
+    source: str
+    confidence: Confidence
+
+
+class CodeRevision(BaseModel):
+    code: str
+    layer: str
+    published: dt.date
+    values: list[CodeValue]
+    where: Where
+
+
+class Case(BaseModel):
+    name: str
+    layer: str
+    claim: dict[str, Any]
+    known_on: dt.date | None
+    history: list[dict[str, Any]]
+    expect: list[dict[str, Any]]
+    expect_not: list[str]
+    status: str | None
+    where: Where
+
+
+class Layer(BaseModel):
+    name: str
+    files: list[str] = Field(default_factory=list)
+    rules: list[RuleRevision] = Field(default_factory=list)
+    disables: list[Disable] = Field(default_factory=list)
+    codes: dict[str, list[CodeRevision]] = Field(default_factory=dict)
+    diagnosis_groups: dict[str, DiagnosisGroup] = Field(default_factory=dict)
+
+
+class Payer(BaseModel):
+    key: str
+    name: str
+    plan_class: str
+    layers: list[str]
+    states: dict[str, list[str]]
+    x12_payer_ids: list[str]
+
+    def chain(self, state: str | None) -> tuple[str, ...]:
+        return tuple(self.layers + (self.states.get(state, []) if state else []))
+
+    def all_chains(self) -> list[tuple[str, ...]]:
+        return [tuple(self.layers)] + [tuple(self.layers + extra) for extra in self.states.values()]
+
+
+class PolicySet(BaseModel):
+    digest: str
+    root: str
+    payers: dict[str, Payer]
+    layers: dict[str, Layer]
+    sources: dict[str, Source]
+    cases: list[Case] = Field(default_factory=list)
+
+    def rule_ids(self) -> set[str]:
+        return {r.rule_id for layer in self.layers.values() for r in layer.rules}

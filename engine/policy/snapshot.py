@@ -1,0 +1,127 @@
+"""A policy snapshot: one payer's layer chain, as known on one date.
+
+Judging "as known on K" takes, per rule id and per code, the latest revision
+published on or before K; later layers replace, disable or override earlier ones.
+Effective dates (by date of service) are not resolved here: a snapshot serves a
+whole batch, whose lines carry their own dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from .fields import Cond, parse_when
+from .model import CodeRevision, DiagnosisGroup, Payer, PolicySet, RuleRevision
+
+
+@dataclass(frozen=True)
+class ActiveRule:
+    """A rule revision in force in a snapshot, with its parsed condition."""
+
+    revision: RuleRevision
+    cond: Cond
+
+    @property
+    def rule_id(self) -> str:
+        return self.revision.rule_id
+
+    @property
+    def severity(self) -> str | None:
+        then = self.revision.then
+        if then is None:
+            return None
+        # A low-confidence rule may warn but never deny.
+        if self.revision.confidence == "low" and then.severity == "error":
+            return "warning"
+        return then.severity
+
+
+def _latest(revisions, known_on: dt.date):
+    known = [r for r in revisions if r.published <= known_on]
+    return max(known, key=lambda r: r.published) if known else None
+
+
+@dataclass
+class Snapshot:
+    policy: PolicySet
+    payer: Payer
+    chain: tuple[str, ...]
+    known_on: dt.date
+    rules: list[ActiveRule] = field(default_factory=list)
+    diagnosis_groups: dict[str, DiagnosisGroup] = field(default_factory=dict)
+    _codes: dict[str, list[CodeRevision]] = field(default_factory=dict)
+
+    @property
+    def signature(self) -> tuple:
+        """What the compiled ruleset depends on; equal signatures share one ruleset."""
+        return (self.policy.digest, self.chain,
+                tuple((r.rule_id, r.revision.layer, r.revision.published) for r in self.rules))
+
+    def code_known(self, code: str) -> bool:
+        return code in self._codes
+
+    def code_attrs(self, code: str, day: dt.date) -> dict[str, Any] | None:
+        return self._code_attrs(code, day)
+
+    def _resolve_code(self, code: str, day: dt.date) -> dict[str, Any] | None:
+        revisions = self._codes.get(code)
+        if not revisions:
+            return None
+        merged: dict[str, Any] = {}
+        found = False
+        for revision in revisions:
+            for value in revision.values:
+                if value.effective.covers(day):
+                    merged.update(value.attrs)
+                    found = True
+                    break
+        return merged if found else {}
+
+    def __post_init__(self) -> None:
+        self._code_attrs = lru_cache(maxsize=65536)(self._resolve_code)
+
+
+def resolve(policy: PolicySet, payer_key: str, state: str | None, known_on: dt.date) -> Snapshot:
+    payer = policy.payers[payer_key]
+    chain = payer.chain(state)
+    selected: dict[str, RuleRevision] = {}
+    groups: dict[str, DiagnosisGroup] = {}
+    codes: dict[str, list[CodeRevision]] = {}
+    for name in chain:
+        layer = policy.layers[name]
+        by_id: dict[str, list[RuleRevision]] = {}
+        for revision in layer.rules:
+            by_id.setdefault(revision.rule_id, []).append(revision)
+        for rule_id, revisions in by_id.items():
+            chosen = _latest(revisions, known_on)
+            if chosen is not None:
+                selected[rule_id] = chosen
+        for item in layer.disables:
+            if item.published <= known_on:
+                selected.pop(item.rule_id, None)
+        groups.update(layer.diagnosis_groups)
+        for code, revisions in layer.codes.items():
+            chosen = _latest(revisions, known_on)
+            if chosen is not None:
+                codes.setdefault(code, []).append(chosen)
+    rules = [ActiveRule(rev, parse_when(rev.when, ())) for rev in selected.values()]
+    return Snapshot(policy=policy, payer=payer, chain=chain, known_on=known_on, rules=rules,
+                    diagnosis_groups=groups, _codes=codes)
+
+
+class Resolver:
+    """Snapshots cached per layer chain and knowledge date."""
+
+    def __init__(self, policy: PolicySet):
+        self.policy = policy
+        self._cache: dict[tuple, Snapshot] = {}
+
+    def get(self, payer_key: str, state: str | None, known_on: dt.date) -> Snapshot:
+        chain = self.policy.payers[payer_key].chain(state)
+        key = (payer_key, chain, known_on)
+        if key not in self._cache:
+            self._cache[key] = resolve(self.policy, payer_key, state, known_on)
+        return self._cache[key]

@@ -1,0 +1,99 @@
+"""Scrub: claims in, findings out. A thin composition of parse, facts, rules and report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from .claims import Claim, InputError, InvalidClaim
+from .findings import Finding, claim_status
+from .history import History, Service
+from .judge import judge_claim
+from .policy.model import PolicySet
+from .policy.snapshot import Resolver
+
+
+@dataclass
+class ClaimResult:
+    id: str | None
+    position: int
+    status: str
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[InputError] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "status": self.status}
+        if self.status == "invalid":
+            data["position"] = self.position
+            data["errors"] = [e.as_dict() for e in self.errors]
+        else:
+            data["findings"] = [f.as_dict() for f in self.findings]
+        return data
+
+
+@dataclass
+class ScrubResult:
+    policy_version: str
+    known_on: dt.date
+    claims: list[ClaimResult]
+
+    @property
+    def summary(self) -> dict[str, int]:
+        counts = {"claims": len(self.claims), "clean": 0, "review": 0, "reject": 0, "invalid": 0, "history": 0}
+        for c in self.claims:
+            counts[c.status] += 1
+        return counts
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(c.status in ("reject", "invalid") for c in self.claims) else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"policy_version": self.policy_version, "known_on": self.known_on.isoformat(),
+                "claims": [c.as_dict() for c in self.claims], "summary": self.summary}
+
+
+def _family(resolver: Resolver, claim: Claim, day: dt.date, code: str, known_on: dt.date) -> str | None:
+    attrs = resolver.get(claim.payer, claim.state, known_on).code_attrs(code, day)
+    return (attrs or {}).get("family")
+
+
+def add_to_history(history: History, claim: Claim, position: int, family: Callable[[dt.date, str], str | None]) -> None:
+    if claim.patient is None or not claim.patient.id:
+        return
+    for number, line in enumerate(claim.lines, 1):
+        day = claim.line_date(line)
+        history.add(claim.patient.id, Service(day, (position, number), line.code, family(day, line.code)))
+
+
+def _known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -> Claim | InvalidClaim:
+    if isinstance(item, Claim) and item.payer not in policy.payers:
+        known = ", ".join(sorted(policy.payers))
+        return InvalidClaim(item.id, position, [InputError("payer", f"unknown payer; known payers: {known}")])
+    return item
+
+
+def scrub(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
+          history: History | None = None, progress: Callable[[int], None] | None = None) -> ScrubResult:
+    """Judge every claim; a bad claim is reported as invalid and the batch goes on."""
+    items = [_known_payer(item, policy, position) for position, item in enumerate(items, 1)]
+    resolver = Resolver(policy)
+    history = history if history is not None else History()
+    for position, item in enumerate(items, 1):
+        if isinstance(item, Claim):
+            add_to_history(history, item, position,
+                           lambda day, code, c=item: _family(resolver, c, day, code, known_on))
+    results: list[ClaimResult] = []
+    for position, item in enumerate(items, 1):
+        if isinstance(item, InvalidClaim):
+            results.append(ClaimResult(item.id, position, "invalid", errors=item.errors))
+        elif item.adjudication is not None:
+            results.append(ClaimResult(item.id, position, "history"))
+        else:
+            snapshot = resolver.get(item.payer, item.state, known_on)
+            findings = judge_claim(item, snapshot, history, position)
+            results.append(ClaimResult(item.id, position, claim_status(findings), findings))
+        if progress:
+            progress(1)
+    return ScrubResult(policy.digest, known_on, results)

@@ -1,0 +1,243 @@
+"""The versioned store (SQLModel): policy versions, runs with their receipts and
+findings, and claims kept as patient history.
+
+SQLite in the user data directory by default; ``--db`` or ``PAYERPOLICY_DB`` for any
+SQLAlchemy URL. Every write is one transaction: all of it lands or none of it does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterable
+
+import platformdirs
+from sqlalchemy import Text, func
+from sqlmodel import Column, Field, Session, SQLModel, create_engine, select
+
+from . import clock
+from .claims import Claim, InvalidClaim
+from .findings import Finding
+from .history import History, Service
+from .policy.model import PolicySet
+
+ENV_DB = "PAYERPOLICY_DB"
+
+
+class PolicyVersion(SQLModel, table=True):
+    digest: str = Field(primary_key=True)
+    imported_at: dt.datetime
+    source: str
+    rule_count: int
+    content: str = Field(sa_column=Column(Text))
+
+
+class PolicyRule(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    version_digest: str = Field(foreign_key="policyversion.digest", index=True)
+    layer: str
+    rule_id: str = Field(index=True)
+    published: dt.date
+    effective_from: dt.date
+    effective_to: dt.date | None
+    kind: str  # finding or derive
+    severity: str | None
+    confidence: str
+    source: str
+    title: str
+
+
+class CodeValueRow(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    version_digest: str = Field(foreign_key="policyversion.digest", index=True)
+    layer: str
+    code: str = Field(index=True)
+    published: dt.date
+    effective_from: dt.date
+    effective_to: dt.date | None
+    attrs: str = Field(sa_column=Column(Text))
+    source: str
+    confidence: str
+
+
+class Run(SQLModel, table=True):
+    id: str = Field(primary_key=True)
+    started_at: dt.datetime
+    policy_digest: str = Field(foreign_key="policyversion.digest")
+    known_on: dt.date
+    input_digest: str
+    options: str
+    history_upto: int
+    claims: int
+    clean: int
+    review: int
+    reject: int
+    invalid: int
+    input: str = Field(sa_column=Column(Text))
+
+
+class FindingRow(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    claim_position: int
+    claim_id: str | None
+    line: int
+    rule: str = Field(index=True)
+    severity: str
+    carc: str | None
+    body: str = Field(sa_column=Column(Text))
+
+
+class ClaimRecord(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="run.id", index=True)
+    claim_id: str = Field(index=True)
+    patient_id: str | None = Field(default=None, index=True)
+    payer: str
+    service_date: dt.date
+    status: str
+    body: str = Field(sa_column=Column(Text))
+
+
+def default_url() -> str:
+    folder = Path(platformdirs.user_data_dir("payerpolicy", appauthor=False))
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'payerpolicy.sqlite'}"
+
+
+def resolve_url(url: str | None) -> str:
+    return url or os.environ.get(ENV_DB) or default_url()
+
+
+class Store:
+    def __init__(self, url: str | None = None):
+        self.url = resolve_url(url)
+        self.engine = create_engine(self.url)
+        SQLModel.metadata.create_all(self.engine)
+
+    # ---- policy versions ---------------------------------------------------------
+
+    def import_policy(self, policy: PolicySet) -> bool:
+        """Store a policy version once; False when that digest is already stored."""
+        with Session(self.engine) as session:
+            if session.get(PolicyVersion, policy.digest) is not None:
+                return False
+            rules = [r for layer in policy.layers.values() for r in layer.rules]
+            session.add(PolicyVersion(digest=policy.digest, imported_at=clock.now(), source=policy.root,
+                                      rule_count=len(rules), content=policy.model_dump_json()))
+            session.flush()
+            for r in rules:
+                session.add(PolicyRule(
+                    version_digest=policy.digest, layer=r.layer, rule_id=r.rule_id, published=r.published,
+                    effective_from=r.effective.from_, effective_to=r.effective.to,
+                    kind="derive" if r.derive else "finding", severity=r.then.severity if r.then else None,
+                    confidence=r.confidence, source=r.source, title=r.title))
+            for layer in policy.layers.values():
+                for revisions in layer.codes.values():
+                    for rev in revisions:
+                        for value in rev.values:
+                            session.add(CodeValueRow(
+                                version_digest=policy.digest, layer=layer.name, code=rev.code,
+                                published=rev.published, effective_from=value.effective.from_,
+                                effective_to=value.effective.to, attrs=json.dumps(value.attrs, sort_keys=True),
+                                source=value.source, confidence=value.confidence))
+            session.commit()
+            return True
+
+    def policy_versions(self) -> list[PolicyVersion]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(PolicyVersion).order_by(PolicyVersion.imported_at)))
+
+    def load_policy(self, digest: str) -> PolicySet:
+        with Session(self.engine) as session:
+            row = session.get(PolicyVersion, digest)
+            if row is None:
+                raise KeyError(f"no stored policy version {digest}")
+            return PolicySet.model_validate_json(row.content)
+
+    # ---- history -----------------------------------------------------------------
+
+    def _latest_records(self, session: Session, patients: set[str], exclude: set[str],
+                        upto: int | None) -> list[ClaimRecord]:
+        if not patients:
+            return []
+        query = select(ClaimRecord).where(ClaimRecord.patient_id.in_(sorted(patients)))
+        if upto is not None:
+            query = query.where(ClaimRecord.id <= upto)
+        latest: dict[str, ClaimRecord] = {}
+        for record in session.exec(query.order_by(ClaimRecord.id)):
+            if record.claim_id not in exclude:
+                latest[record.claim_id] = record  # a re-scrubbed claim counts once, as last seen
+        return sorted(latest.values(), key=lambda r: r.id)
+
+    def history_for(self, claims: Iterable[Claim | InvalidClaim], family, upto: int | None = None) -> History:
+        """Stored services of the batch's patients; claims in the batch are not their own history."""
+        batch = [c for c in claims if isinstance(c, Claim)]
+        patients = {c.patient.id for c in batch if c.patient and c.patient.id}
+        ids = {c.id for c in batch}
+        history = History()
+        with Session(self.engine) as session:
+            for record in self._latest_records(session, patients, ids, upto):
+                claim = Claim.model_validate_json(record.body)
+                for number, line in enumerate(claim.lines, 1):
+                    day = claim.line_date(line)
+                    history.add(record.patient_id, Service(day, (record.id - 10**12, number), line.code,
+                                                           family(claim, day, line.code)))
+        return history
+
+    def max_claim_record(self) -> int:
+        with Session(self.engine) as session:
+            return session.exec(select(func.coalesce(func.max(ClaimRecord.id), 0))).one()
+
+    # ---- runs --------------------------------------------------------------------
+
+    def record_run(self, result, items: list[Claim | InvalidClaim], raw_input: list[Any],
+                   options: dict[str, Any], history_upto: int) -> str:
+        """Store a run's receipt, its findings and its claims, in one transaction."""
+        run_id = uuid.uuid4().hex
+        text = json.dumps(raw_input, sort_keys=True, default=str)
+        summary = result.summary
+        with Session(self.engine) as session:
+            session.add(Run(id=run_id, started_at=clock.now(), policy_digest=result.policy_version,
+                            known_on=result.known_on, input_digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
+                            options=json.dumps(options, sort_keys=True), history_upto=history_upto,
+                            claims=summary["claims"], clean=summary["clean"], review=summary["review"],
+                            reject=summary["reject"], invalid=summary["invalid"], input=text))
+            session.flush()
+            for claim_result in result.claims:
+                for f in claim_result.findings:
+                    session.add(FindingRow(run_id=run_id, claim_position=claim_result.position,
+                                           claim_id=claim_result.id, line=f.line, rule=f.rule,
+                                           severity=f.severity, carc=f.carc, body=json.dumps(f.as_dict())))
+            for item, claim_result in zip(items, result.claims):
+                if isinstance(item, Claim):
+                    session.add(ClaimRecord(run_id=run_id, claim_id=item.id,
+                                            patient_id=item.patient.id if item.patient else None,
+                                            payer=item.payer, service_date=item.service_date,
+                                            status=claim_result.status, body=item.model_dump_json()))
+            session.commit()
+        return run_id
+
+    def get_run(self, run_id: str) -> tuple[Run, list[FindingRow]]:
+        with Session(self.engine) as session:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise KeyError(f"no stored run {run_id}")
+            rows = list(session.exec(select(FindingRow).where(FindingRow.run_id == run_id).order_by(FindingRow.id)))
+            return run, rows
+
+    def runs(self, limit: int = 20) -> list[Run]:
+        with Session(self.engine) as session:
+            return list(session.exec(select(Run).order_by(Run.started_at.desc()).limit(limit)))
+
+
+def stored_findings(rows: list[FindingRow]) -> list[tuple[int, dict[str, Any]]]:
+    return [(r.claim_position, json.loads(r.body)) for r in rows]
+
+
+def finding_key(position: int, finding: Finding) -> tuple[int, dict[str, Any]]:
+    return position, finding.as_dict()

@@ -1,0 +1,48 @@
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+
+from engine.claims import parse_claims_text
+from engine.policy.loader import bundled_policies, load_policies
+
+TODAY = "2026-11-27"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def policy():
+    return load_policies()
+
+
+@pytest.fixture
+def frozen_today():
+    with freeze_time(TODAY):
+        yield dt.date.fromisoformat(TODAY)
+
+
+@pytest.fixture
+def db_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'store.sqlite'}"
+
+
+@pytest.fixture
+def policy_copy(tmp_path):
+    """A writable copy of the bundled policy tree, for tests that break or extend it."""
+    import shutil
+
+    target = tmp_path / "policies"
+    shutil.copytree(bundled_policies(), target)
+    return target
+
+
+def claims(*raw):
+    return parse_claims_text(json.dumps(list(raw)))
+
+
+def claim(**fields):
+    base = {"id": "T-1", "payer": "medicare", "service_date": "2024-03-04", "lines": [{"code": "99213"}]}
+    base.update(fields)
+    return base

@@ -1,0 +1,60 @@
+"""Claim input: every accepted shape, and bad claims reported by field while the batch goes on."""
+
+import json
+
+from engine.claims import Claim, InvalidClaim, parse_claims_text
+
+ONE = {"id": "C-1", "payer": "Medicare", "service_date": "2024-02-01", "lines": [{"code": "99214", "modifiers": ["95"]}]}
+TWO = {"id": "C-2", "payer": "aetna", "service_date": "2024-02-02", "lines": [{"code": "99213"}]}
+
+
+def test_single_object_list_wrapper_and_json_lines_all_parse():
+    shapes = [json.dumps(ONE), json.dumps([ONE, TWO]), json.dumps({"claims": [ONE, TWO]}),
+              json.dumps(ONE) + "\n\n" + json.dumps(TWO) + "\n"]
+    counts = [len(parse_claims_text(text)) for text in shapes]
+    assert counts == [1, 2, 2, 2]
+    for text in shapes:
+        assert all(isinstance(c, Claim) for c in parse_claims_text(text))
+
+
+def test_claim_fields_are_normalised():
+    (c,) = parse_claims_text(json.dumps(dict(ONE, state="oh", diagnoses=["f33.1"],
+                                             lines=[{"code": "g2212", "modifiers": ["gt"]}])))
+    assert c.payer == "medicare" and c.state == "OH" and c.diagnoses == ["F331"]
+    assert c.lines[0].code == "G2212" and c.lines[0].modifiers == ["GT"]
+    assert c.line_date(c.lines[0]).isoformat() == "2024-02-01"
+
+
+def test_bad_claims_name_the_field_and_the_batch_goes_on():
+    bad = {"id": "C-3", "payer": "medicare", "service_date": "2024-02-30",
+           "patient": {"birth_date": "not a date", "shoe_size": 9},
+           "lines": [{"code": "99213"}, {"code": "9921", "units": 0}]}
+    results = parse_claims_text(json.dumps([ONE, bad, TWO]))
+    assert [type(r).__name__ for r in results] == ["Claim", "InvalidClaim", "Claim"]
+    invalid = results[1]
+    assert invalid.id == "C-3" and invalid.position == 2
+    fields = {e.field for e in invalid.errors}
+    assert fields == {"service_date", "patient.birth_date", "patient.shoe_size", "lines[2].code", "lines[2].units"}
+    assert any(e.reason == "unknown field" for e in invalid.errors)
+
+
+def test_missing_required_fields_and_non_objects():
+    results = parse_claims_text(json.dumps([{"id": "C-4"}, 7]))
+    assert {e.field for e in results[0].errors} == {"payer", "service_date", "lines"}
+    assert results[1].errors[0].field == "claim"
+
+
+def test_a_broken_json_line_is_reported_not_skipped():
+    text = json.dumps(ONE) + "\n{not json\n" + json.dumps(TWO)
+    results = parse_claims_text(text)
+    assert [type(r).__name__ for r in results] == ["Claim", "InvalidClaim", "Claim"]
+    assert "line 2" in results[1].errors[0].reason
+
+
+def test_error_messages_never_quote_claim_values():
+    secret = "PATIENT-SSN-123-45-6789"
+    bad = {"id": "C-5", "payer": "medicare", "service_date": secret,
+           "patient": {"id": secret, "birth_date": secret}, "lines": [{"code": secret}]}
+    (invalid,) = parse_claims_text(json.dumps(bad))
+    assert isinstance(invalid, InvalidClaim)
+    assert all(secret not in e.reason for e in invalid.errors)

@@ -1,0 +1,143 @@
+"""The command line as a billing team uses it: formats, exit codes, dates, policy tools."""
+
+import json
+import shutil
+
+import pytest
+from freezegun import freeze_time
+from typer.testing import CliRunner
+
+from engine.cli import app
+
+from .conftest import ROOT
+
+runner = CliRunner()
+EXAMPLES = str(ROOT / "examples" / "claims.json")
+
+LAPSE = {"id": "LAPSE-1", "payer": "medicare", "state": "OH", "service_date": "2025-10-15", "place_of_service": "10",
+         "patient": {"id": "P-9", "location": "home"}, "diagnoses": ["I10"],
+         "encounter": {"modality": "video"}, "lines": [{"code": "99213"}]}
+
+
+def invoke(*args, **kw):
+    with freeze_time("2026-11-27"):
+        return runner.invoke(app, [str(a) for a in args], **kw)
+
+
+def scrub_json(path, *extra, db):
+    result = invoke("scrub", path, "--format", "json", "--db", db, *extra)
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_scrub_json_is_the_design_shape(db_url):
+    code, data = scrub_json(EXAMPLES, db=db_url)
+    assert code == 1
+    assert data["known_on"] == "2026-11-27" and data["policy_version"].startswith("sha256:")
+    assert data["summary"] == {"claims": 6, "clean": 2, "review": 0, "reject": 3, "invalid": 1, "history": 0}
+    ex1 = data["claims"][0]
+    assert ex1["id"] == "EX-1" and ex1["status"] == "reject"
+    (finding,) = ex1["findings"]
+    assert set(finding) == {"rule", "revision", "layer", "severity", "line", "code", "carc", "group", "rarc",
+                            "message", "fix", "source", "confidence", "effective", "trace"}
+    assert (finding["rule"], finding["carc"], finding["group"], finding["rarc"]) == (
+        "medicare.telephone-em-deleted", "181", "CO", ["N56"])
+    assert finding["fix"]["to"] == "99213" and finding["fix"]["add_modifiers"] == ["93"]
+    assert finding["effective"] == {"from": "2025-01-01", "to": None}
+    invalid = data["claims"][5]
+    assert invalid["status"] == "invalid"
+    assert {e["field"] for e in invalid["errors"]} == {"service_date", "lines[1].unknown_field"}
+
+
+def test_the_lapse_claim_rejects_as_known_in_the_lapse_and_not_today(tmp_path, db_url):
+    path = tmp_path / "lapse.jsonl"
+    path.write_text(json.dumps(LAPSE) + "\n")
+    code, then = scrub_json(path, "--known-on", "2025-10-20", db=db_url)
+    assert code == 1 and then["claims"][0]["status"] == "reject"
+    assert [f["rule"] for f in then["claims"][0]["findings"]] == ["medicare.telehealth-home-non-behavioral"]
+    assert then["claims"][0]["findings"][0]["revision"] == "2025-03-15"
+    code, now = scrub_json(path, db=db_url)
+    assert code == 0 and now["claims"][0]["status"] == "clean" and now["known_on"] == "2026-11-27"
+
+
+def test_table_output_and_exit_codes(tmp_path, db_url):
+    result = invoke("scrub", EXAMPLES, "--db", db_url)
+    assert result.exit_code == 1
+    assert "EX-1  REJECT" in result.stdout and "medicare.telephone-em-deleted" in result.stdout
+    assert "6 claims: 2 clean, 0 review, 3 reject, 1 invalid" in result.stdout
+    clean = tmp_path / "clean.json"
+    clean.write_text(json.dumps({"id": "OK-1", "payer": "medicare", "service_date": "2024-03-04",
+                                 "lines": [{"code": "99213"}]}))
+    assert invoke("scrub", clean, "--db", db_url).exit_code == 0
+
+
+def test_usage_errors_exit_2(tmp_path, db_url):
+    assert invoke("scrub", tmp_path / "nope.json", "--db", db_url).exit_code == 2
+    assert invoke("scrub", EXAMPLES, "--known-on", "2025-13-01", "--db", db_url).exit_code == 2
+    assert invoke("scrub", EXAMPLES, "--payer", "acme", "--db", db_url).exit_code == 2
+    assert invoke("scrub", EXAMPLES, "--format", "pdf", "--db", db_url).exit_code == 2
+
+
+def test_payer_flag_judges_every_claim_as_that_payer(tmp_path, db_url):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(dict(LAPSE, payer="nobody-we-know")))
+    code, data = scrub_json(path, "--payer", "cigna", "--known-on", "2021-03-01", db=db_url)
+    rules = [f["rule"] for f in data["claims"][0]["findings"]]
+    assert "commercial.telehealth-indicator" in rules
+
+
+def test_html_report_is_one_self_contained_page(tmp_path, db_url):
+    out = tmp_path / "r.html"
+    result = invoke("scrub", EXAMPLES, "--format", "html", "--output", out, "--db", db_url)
+    assert result.exit_code == 1
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and "medicare.telephone-em-deleted" in page
+    assert "<script" not in page and "http" not in page.replace("https://www.ama", "")
+
+
+def test_policy_validate_ok_and_broken(policy_copy):
+    ok = invoke("policy", "validate")
+    assert ok.exit_code == 0 and ok.stdout.startswith("ok:")
+    (policy_copy / "medicare" / "rules.yaml").write_text(
+        (policy_copy / "medicare" / "rules.yaml").read_text().replace("source: cy2021-pfs\n", "source: nowhere\n", 1))
+    bad = invoke("policy", "validate", "--policies", policy_copy)
+    assert bad.exit_code == 1
+    assert "medicare/rules.yaml:" in bad.stdout and "source 'nowhere' is not defined" in bad.stdout
+
+
+def test_scrub_with_a_broken_policy_tree_stores_nothing_and_exits_2(policy_copy, db_url, tmp_path):
+    (policy_copy / "cpt" / "rules.yaml").write_text("layer: cpt\nrules: [{id: cpt.x}]\n")
+    result = invoke("scrub", EXAMPLES, "--policies", policy_copy, "--db", db_url)
+    assert result.exit_code == 2
+    assert invoke("runs", "list", "--db", db_url).stdout.count("\n") <= 2
+
+
+def test_policy_test_reports_coverage():
+    result = invoke("policy", "test")
+    assert result.exit_code == 0
+    assert "cases passed" in result.stdout and "medicare.telehealth-home-non-behavioral" in result.stdout
+
+
+def test_policy_test_fails_on_a_broken_case(policy_copy):
+    path = policy_copy / "commercial" / "uhc.yaml"
+    path.write_text(path.read_text().replace("expect: [commercial.uhc.audio-only-93]",
+                                             "expect: [commercial.uhc.telehealth-pos-2021]"))
+    result = invoke("policy", "test", "--policies", policy_copy)
+    assert result.exit_code == 1 and "FAIL" in result.stdout
+
+
+def test_policy_show_lists_rules_in_force_by_date_and_knowledge():
+    during = invoke("policy", "show", "medicare", "--date", "2025-10-15", "--known-on", "2025-10-20", "--format", "json")
+    after = invoke("policy", "show", "medicare", "--date", "2025-10-15", "--format", "json")
+    ids_during = {r["rule"] for r in json.loads(during.stdout)["rules"]}
+    ids_after = {r["rule"] for r in json.loads(after.stdout)["rules"]}
+    assert "medicare.telehealth-home-non-behavioral" in ids_during - ids_after
+    table = invoke("policy", "show", "medicare", "--date", "2025-01-06")
+    assert table.exit_code == 0 and "medicare.telephone-em-deleted" in table.stdout
+    assert "medicare.gt-required" not in table.stdout
+
+
+def test_help_says_what_each_command_does():
+    for args in (["--help"], ["scrub", "--help"], ["policy", "--help"], ["policy", "validate", "--help"],
+                 ["policy", "test", "--help"], ["policy", "show", "--help"], ["runs", "--help"]):
+        result = invoke(*args)
+        assert result.exit_code == 0 and "Usage" in result.stdout

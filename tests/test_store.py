@@ -1,0 +1,134 @@
+"""The store: policy versions, run receipts that replay, and claims kept as history."""
+
+import datetime as dt
+import json
+
+import pytest
+from sqlmodel import Session, select
+
+from engine.pipeline import replay, scrub_items
+from engine.store import ClaimRecord, CodeValueRow, FindingRow, PolicyRule, PolicyVersion, Run, Store, resolve_url
+
+from .conftest import claims
+
+KNOWN = dt.date(2026, 11, 27)
+
+
+def visit(cid, day="2024-04-01", code="99214", patient="P-1", **extra):
+    return dict({"id": cid, "payer": "commercial", "service_date": day, "patient": {"id": patient},
+                 "lines": [{"code": code}]}, **extra)
+
+
+def count(store, model):
+    with Session(store.engine) as s:
+        return len(list(s.exec(select(model))))
+
+
+def test_policy_import_is_once_per_digest(policy, db_url):
+    store = Store(db_url)
+    assert store.import_policy(policy) is True
+    assert store.import_policy(policy) is False
+    assert count(store, PolicyVersion) == 1
+    assert count(store, PolicyRule) == sum(len(layer.rules) for layer in policy.layers.values())
+    assert count(store, CodeValueRow) > 50
+    assert store.load_policy(policy.digest).model_dump() == policy.model_dump()
+
+
+def test_policy_import_is_all_or_nothing(policy, db_url, monkeypatch):
+    store = Store(db_url)
+
+    class Boom(Exception):
+        pass
+
+    original = CodeValueRow.__init__
+
+    def fail(self, *a, **kw):
+        raise Boom()
+
+    monkeypatch.setattr(CodeValueRow, "__init__", fail)
+    with pytest.raises(Boom):
+        store.import_policy(policy)
+    monkeypatch.setattr(CodeValueRow, "__init__", original)
+    assert count(store, PolicyVersion) == 0 and count(store, PolicyRule) == 0
+
+
+def test_a_run_is_stored_with_its_receipt_and_replays_identically(policy, db_url):
+    store = Store(db_url)
+    batch = claims(visit("R-1"), visit("R-2", code="99442", day="2025-03-03"),
+                   visit("R-3", patient="P-2", payer="medicare", place_of_service="11",
+                         encounter={"modality": "video"}, day="2024-05-01"))
+    outcome = scrub_items(batch, policy, KNOWN, store, {"format": "json"})
+    run, rows = store.get_run(outcome.run_id)
+    assert run.known_on == KNOWN and run.policy_digest == policy.digest and run.input_digest.startswith("sha256:")
+    assert (run.claims, run.reject) == (3, 2)
+    assert len(rows) == sum(len(c.findings) for c in outcome.result.claims) > 0
+    # A later run adds history; the replay must still see the history as it was.
+    scrub_items(claims(visit("R-9", day="2024-04-01")), policy, KNOWN, store)
+    _, stored, fresh = replay(store, outcome.run_id)
+    assert stored == fresh
+
+
+def test_history_across_runs_finds_the_duplicate(policy, db_url):
+    store = Store(db_url)
+    scrub_items(claims(visit("H-1")), policy, KNOWN, store)
+    second = scrub_items(claims(visit("H-2")), policy, KNOWN, store).result.claims[0]
+    assert [f.rule for f in second.findings] == ["cpt.duplicate-line"]
+    assert count(store, ClaimRecord) == 2
+
+
+def test_rescrubbing_the_same_claim_is_not_its_own_duplicate(policy, db_url):
+    store = Store(db_url)
+    for _ in range(3):
+        result = scrub_items(claims(visit("S-1")), policy, KNOWN, store).result.claims[0]
+        assert result.status == "clean"
+    # and a different claim later counts the stored one once, not three times
+    third = scrub_items(claims(visit("S-2", code="90834"), visit("S-3")), policy, KNOWN, store).result
+    assert [f.rule for f in third.claims[1].findings] == ["cpt.duplicate-line"]
+
+
+def test_without_a_store_nothing_is_read_or_written(policy, db_url):
+    store = Store(db_url)
+    scrub_items(claims(visit("N-1")), policy, KNOWN, store)
+    result = scrub_items(claims(visit("N-2")), policy, KNOWN, None)
+    assert result.run_id is None and result.result.claims[0].status == "clean"
+    assert count(store, Run) == 1
+
+
+def test_a_failed_run_write_leaves_nothing_half_written(policy, db_url, monkeypatch):
+    store = Store(db_url)
+    store.import_policy(policy)
+
+    def fail(self, *a, **kw):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ClaimRecord, "__init__", fail)
+    with pytest.raises(RuntimeError):
+        scrub_items(claims(visit("F-1", code="99442", day="2025-03-03")), policy, KNOWN, store)
+    assert count(store, Run) == 0 and count(store, FindingRow) == 0
+
+
+def test_store_url_from_flag_then_environment_then_user_data_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("PAYERPOLICY_DB", "sqlite:///from-env.sqlite")
+    assert resolve_url("sqlite:///flag.sqlite") == "sqlite:///flag.sqlite"
+    assert resolve_url(None) == "sqlite:///from-env.sqlite"
+    monkeypatch.delenv("PAYERPOLICY_DB")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert resolve_url(None) == f"sqlite:///{tmp_path / 'payerpolicy' / 'payerpolicy.sqlite'}"
+
+
+def test_runs_replay_from_the_command_line(db_url):
+    from freezegun import freeze_time
+    from typer.testing import CliRunner
+
+    from engine.cli import app
+
+    from .conftest import ROOT
+
+    runner = CliRunner()
+    with freeze_time("2026-11-27"):
+        runner.invoke(app, ["scrub", str(ROOT / "examples" / "claims.json"), "--db", db_url])
+        listing = runner.invoke(app, ["runs", "list", "--db", db_url])
+        run_id = Store(db_url).runs()[0].id
+        result = runner.invoke(app, ["runs", "replay", run_id, "--db", db_url])
+    assert run_id in listing.stdout
+    assert result.exit_code == 0 and "same" in result.stdout
