@@ -247,6 +247,20 @@ def policy_show(
                   markup=False, style="dim")
 
 
+@policy_app.command("fields")
+def policy_fields() -> None:
+    """The facts a rule's `when` can test, and the claim field each comes from."""
+    from .policy.fields import CODE_ATTRIBUTES, FIELDS
+
+    for spec in FIELDS.values():
+        source = f"  (from {spec.input})" if spec.input else ""
+        out.print(f"{spec.name:<38} {spec.kind:<5} {spec.doc}{source}", highlight=False, markup=False)
+    out.print("derived.<name>                         bool  a fact a derive: rule produced for the line",
+              highlight=False, markup=False)
+    out.print("\ncode-table attributes: " + ", ".join(f"{k} ({v})" for k, v in CODE_ATTRIBUTES.items()),
+              highlight=False, markup=False)
+
+
 @runs_app.command("list")
 def runs_list(db: Optional[str] = DbOpt, limit: int = typer.Option(20, "--limit")) -> None:
     """The most recent stored runs with their receipts."""

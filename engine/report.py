@@ -40,7 +40,7 @@ def print_table(result: ScrubResult, console: Console, run_id: str | None = None
             console.print(Text.assemble(
                 f"  line {f.line} {f.code}  ", (f"{f.severity:<7}", SEVERITY_STYLE[f.severity]), "  ",
                 (f"{carc}  " if carc else ""), (f.rule, "bold"), (f"  [{f.confidence}]", "dim")))
-            console.print(Text("      " + f.message), soft_wrap=False)
+            console.print(Text("      " + f.message))
             if f.fix:
                 console.print(Text("      fix: " + _fix_text(f.fix), style="dim"))
     s = result.summary

@@ -154,3 +154,21 @@ def test_bad_case_claim_is_a_load_error(policy_copy):
         """.replace("        ", "", 1).replace("\n        ", "\n"))
     errs = errors_of(policy_copy)
     assert any("case 'broken': claim.service_date" in e for e in errs)
+
+
+def test_derive_rules_keep_to_positive_facts(policy_copy):
+    write(policy_copy, "commercial/cigna/more.yaml", """\
+        layer: commercial/cigna
+        rules:
+          - id: commercial.cigna.odd
+            title: Odd
+            published: 2024-01-01
+            effective: {from: 2024-01-01}
+            when: {not_derived: [telehealth]}
+            derive: odd
+            source: cigna-r31
+            confidence: medium
+        """)
+    assert errors_of(policy_copy) == [
+        "commercial/cigna/more.yaml:3: rule commercial.cigna.odd: a derive rule may not test for an absent derived fact"]
+

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..claims import InvalidClaim, validate_claim
-from .fields import CODE_ATTRIBUTES, FIELDS, ConditionError, Test, field_spec, parse_when, walk
+from .fields import CODE_ATTRIBUTES, FIELDS, AllOf, AnyOf, ConditionError, parse_when, walk
 from .model import (
     Case, CaseFile, CodeRevision, CodeRevisionFile, CodeValue, CodeValueFile, Disable, Layer,
     Payer, PayersFile, PolicyFile, PolicySet, RuleRevision, Source, Where,
@@ -285,6 +285,9 @@ class _Loader:
             if any(t.op == "absent" and t.field.startswith("derived.") for t in walk(cond)):
                 self.err(shown, vline, f"rule {rule.id}: a derive rule may not test for an absent derived fact")
                 return None
+            if any(t.field.startswith("derived.") for group in _any_groups(cond) for t in walk(group)):
+                self.err(shown, vline, f"rule {rule.id}: a derive rule may test derived facts only outside any:")
+                return None
         if then is not None:
             for text in [then.message] + ([then.fix.text] + ([then.fix.to] if then.fix.to else []) if then.fix else []):
                 for name in _TEMPLATE.findall(text):
@@ -394,6 +397,14 @@ class _Loader:
                     if test.field.startswith("derived.") and test.field[8:] not in derived:
                         self.err(rule.where.file, rule.where.line,
                                  f"rule {rule.rule_id}: no rule in {' -> '.join(chain)} derives '{test.field[8:]}'")
+
+
+def _any_groups(cond):
+    if isinstance(cond, AnyOf):
+        yield cond
+    elif isinstance(cond, AllOf):
+        for item in cond.items:
+            yield from _any_groups(item)
 
 
 def _expand_history(items: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,0 +1,130 @@
+"""Benchmark: a reproducible synthetic batch through the whole scrub path.
+
+    python -m engine.bench [--claims 100000] [--seed 7]
+
+Prints claims per second for the whole path (read, parse, facts, rules, findings,
+JSON report) and for the rules step alone, peak RSS, and the RSS growth between the
+first and the last tenth of the batch. The batch spans payers, states and dates of
+service 2019-2026; the store is left out so the figures measure the engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+from . import chaining
+from .claims import parse_claims_text
+from .policy.loader import load_policies
+from .report import to_json
+from .scrub import scrub
+
+PAYERS = [("medicare", None), ("medicaid", "TX"), ("medicaid", "NM"), ("medicaid", "NY"), ("commercial", None),
+          ("aetna", "NY"), ("cigna", "TX"), ("uhc", "OH"), ("bcbs", "IL"), ("bcbs", "MI")]
+CODES = ["99202", "99203", "99204", "99205", "99211", "99212", "99213", "99214", "99215", "99441", "99442",
+         "99443", "90832", "90834", "90837", "90791", "36415", "G2012", "98013"]
+ADDONS = ["90833", "90836", "90863", "99417", "G2212"]
+MODALITIES = ["in-person", "in-person", "video", "audio-only"]
+LOCATIONS = ["home", "office", "clinic", None]
+PROVIDERS = ["MD", "DO", "NP", "PA", "psychologist", "LCSW"]
+
+
+def synthetic_claims(count: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    start = dt.date(2019, 1, 1).toordinal()
+    span = dt.date(2026, 11, 1).toordinal() - start
+    claims = []
+    for n in range(count):
+        payer, state = rng.choice(PAYERS)
+        day = dt.date.fromordinal(start + rng.randrange(span))
+        modality = rng.choice(MODALITIES)
+        lines = [{"code": rng.choice(CODES), "charge": round(rng.uniform(40, 250), 2)}]
+        if rng.random() < 0.35:
+            lines.append({"code": rng.choice(ADDONS)})
+        if modality != "in-person" and rng.random() < 0.6:
+            lines[0]["modifiers"] = [rng.choice(["95", "93", "GT"])]
+        claim = {
+            "id": f"B-{n}", "payer": payer, "service_date": day.isoformat(),
+            "place_of_service": rng.choice(["11", "02", "10", "11"]),
+            "patient": {"id": f"P-{rng.randrange(count // 4 + 1)}", "location": rng.choice(LOCATIONS)},
+            "rendering_provider": {"type": rng.choice(PROVIDERS), "prescribing_psychologist": rng.random() < 0.5},
+            "diagnoses": [rng.choice(["F33.1", "F41.1", "I10", "E11.9", "F90.0"])],
+            "encounter": {"modality": modality, "total_minutes": rng.randrange(5, 80),
+                          "level_basis": rng.choice(["mdm", "time"]), "mdm": rng.choice(["low", "moderate", "high"])},
+            "lines": lines,
+        }
+        if state:
+            claim["state"] = state
+        claims.append(claim)
+    return claims
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--claims", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    policy = load_policies()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "batch.jsonl"
+        path.write_text("\n".join(json.dumps(c) for c in synthetic_claims(args.claims, args.seed)) + "\n")
+        rules_time = 0.0
+        original_run = chaining.CompiledRules.run
+
+        def timed_run(self, lines):
+            nonlocal rules_time
+            t = time.perf_counter()
+            try:
+                return original_run(self, lines)
+            finally:
+                rules_time += time.perf_counter() - t
+
+        chaining.CompiledRules.run = timed_run
+        tenth = max(1, args.claims // 10)
+        samples: list[float] = []
+        done = 0
+
+        def progress(n: int) -> None:
+            nonlocal done
+            done += n
+            if done % tenth == 0:
+                samples.append(_rss_mb())
+
+        started = time.perf_counter()
+        items = parse_claims_text(path.read_text())
+        result = scrub(items, policy, dt.date(2026, 11, 27), progress=progress)
+        report = to_json(result)
+        total = time.perf_counter() - started
+        chaining.CompiledRules.run = original_run
+
+    s = result.summary
+    findings = sum(len(c.findings) for c in result.claims)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    growth = samples[-1] - samples[0] if len(samples) >= 2 else 0.0
+    print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
+          f"{platform.system()}")
+    print(f"claims: {s['claims']}, "
+          f"clean {s['clean']}, review {s['review']}, reject {s['reject']}, invalid {s['invalid']}; "
+          f"findings {findings}; report {len(report) / 2**20:.0f} MB")
+    print(f"whole scrub path: {total:.1f} s, {s['claims'] / total:,.0f} claims/s")
+    print(f"rules step alone: {rules_time:.1f} s, {s['claims'] / rules_time:,.0f} claims/s")
+    print(f"peak RSS: {peak:.0f} MB; RSS first tenth {samples[0]:.0f} MB, last tenth {samples[-1]:.0f} MB, "
+          f"growth {growth:+.1f} MB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The bundled policies ship inside the package: an installed payerpolicy works from any folder."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+from .conftest import ROOT
+
+
+def test_wheel_carries_the_policy_tree_and_scrubs_outside_the_checkout(tmp_path):
+    dist = tmp_path / "dist"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(dist), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = dist.glob("payerpolicy-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "engine/_policies/payers.yaml" in names and "engine/_policies/medicare/rules.yaml" in names
+    assert any(n.endswith("entry_points.txt") for n in names)
+
+    target = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(target)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "c.json").write_text(json.dumps({"id": "W-1", "payer": "medicare", "service_date": "2019-06-03",
+                                                  "lines": [{"code": "99442"}]}))
+    env = dict(os.environ, PYTHONPATH=str(target), PAYERPOLICY_DB=f"sqlite:///{tmp_path / 's.sqlite'}")
+    probe = subprocess.run([sys.executable, "-c", "import engine.policy.loader as l; print(l.bundled_policies())"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == str(target / "engine" / "_policies")
+    run = subprocess.run([sys.executable, "-m", "engine.cli", "scrub", "c.json", "--format", "json"],
+                         cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    assert json.loads(run.stdout)["claims"][0]["findings"][0]["rule"] == "medicare.noncovered-code"
