@@ -13,6 +13,9 @@ from bisect import insort
 from dataclasses import dataclass, field
 
 
+NEVER = 99_999
+
+
 @dataclass(frozen=True, order=True)
 class Service:
     day: dt.date
@@ -30,7 +33,7 @@ class History:
 
     def counts(self, patient: str, seq: tuple[int, int], day: dt.date, code: str,
                family: str | None) -> dict[str, int]:
-        same_day = month = year = family_year = 0
+        same_day = month = year = family_month = family_year = 0
         last: dt.date | None = None
         for s in self._by_patient.get(patient, ()):
             if s.day > day:
@@ -44,12 +47,14 @@ class History:
                 last = s.day
             if family and s.family == family and s.day.year == day.year:
                 family_year += 1
+                family_month += s.day.month == day.month
         result = {
             "history.same_code_same_day": same_day,
             "history.same_code_this_month": month,
             "history.same_code_this_year": year,
+            "history.same_family_this_month": family_month,
             "history.same_family_this_year": family_year,
         }
-        if last is not None:
-            result["history.days_since_same_code"] = (day - last).days
+        # "Never" is a very long time, not a missing fact: the patient's history is known.
+        result["history.days_since_same_code"] = (day - last).days if last is not None else NEVER
         return result

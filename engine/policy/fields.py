@@ -79,9 +79,10 @@ FIELDS: dict[str, FieldSpec] = {
         _f("code.biller_ok", "bool", "rendering_provider.type", "the provider type may bill the code"),
         _f("code.primary_on_claim", "bool", None, "an add-on's primary code is on another line"),
         _f("history.same_code_same_day", "int", "patient.id", "same code, same patient, same date, before this line"),
-        _f("history.days_since_same_code", "int", "patient.id", "days since the same code for the patient"),
+        _f("history.days_since_same_code", "int", "patient.id", "days since the same code for the patient (99999 if never)"),
         _f("history.same_code_this_month", "int", "patient.id", "same code this calendar month before this line"),
         _f("history.same_code_this_year", "int", "patient.id", "same code this calendar year before this line"),
+        _f("history.same_family_this_month", "int", "patient.id", "same code family this calendar month before this line"),
         _f("history.same_family_this_year", "int", "patient.id", "same code family this calendar year before this line"),
     ]
 }
