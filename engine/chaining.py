@@ -187,14 +187,27 @@ def _relax(cond: Cond, missing: str) -> Cond:
     return visit(cond)
 
 
+_ANCHORS = {"eq", "in", "has", "has_any", "present", "lt", "lte", "gt", "gte"}
+
+
 def missing_variants(rule: ActiveRule) -> list[tuple[str, Cond]]:
+    """One relaxed condition per claim input the rule turns on.
+
+    An input is reported missing only when some other positive test (a code, a derived
+    fact, another field's value) already says the rule is about this line; a rule whose
+    only positive test is on the missing input simply does not apply.
+    """
     if rule.revision.then is None or rule.revision.missing == "ignore":
         return []
+    tops = _top_tests(rule.cond)
     inputs: list[str] = []
-    for t in _top_tests(rule.cond):
+    for t in tops:
         inp = _input(t.field)
         if inp and inp not in inputs:
-            inputs.append(inp)
+            anchored = FIELDS[t.field].self_anchored if t.field in FIELDS else False
+            anchored = anchored or any(o.op in _ANCHORS and _input(o.field) != inp for o in tops)
+            if anchored:
+                inputs.append(inp)
     return [(inp, _relax(rule.cond, inp)) for inp in inputs]
 
 

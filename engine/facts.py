@@ -66,6 +66,23 @@ def claim_facts(claim: Claim, snapshot: Snapshot) -> dict[str, Any]:
     return f
 
 
+def _time_units(f: dict[str, Any], claim: Claim, number: int, attrs: dict[str, Any], snapshot: Snapshot,
+                day: dt.date) -> None:
+    """Units a time-based add-on supports: full blocks of unit_minutes from its primary's prolonged_start."""
+    primaries = set(attrs.get("primaries", ()))
+    for i, other in enumerate(claim.lines, 1):
+        if i == number or other.code not in primaries:
+            continue
+        start = (snapshot.code_attrs(other.code, claim.line_date(other)) or {}).get("prolonged_start")
+        if start is None:
+            continue
+        f["line.units_start"] = start
+        minutes = f.get("encounter.total_minutes")
+        if minutes is not None:
+            f["line.units_supported"] = (minutes - start) // attrs["unit_minutes"] + 1 if minutes >= start else 0
+        return
+
+
 def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], snapshot: Snapshot,
                history: History | None, position: int = 0) -> dict[str, Any]:
     day = claim.line_date(line)
@@ -77,6 +94,7 @@ def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], sn
         "line.modifiers": set(line.modifiers),
         "line.service_date": day,
         "claim.other_codes": {other.code for i, other in enumerate(claim.lines, 1) if i != number},
+        "claim.other_modifiers": {m for i, other in enumerate(claim.lines, 1) if i != number for m in other.modifiers},
     })
     _put(f, "line.place_of_service", claim.line_pos(line))
     birth = claim.patient.birth_date if claim.patient else None
@@ -103,6 +121,8 @@ def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], sn
         f["code.biller_ok"] = True
     if "primaries" in attrs:
         f["code.primary_on_claim"] = bool(f["claim.other_codes"] & set(attrs["primaries"]))
+    if "unit_minutes" in attrs:
+        _time_units(f, claim, number, attrs, snapshot, day)
 
     patient_id = claim.patient.id if claim.patient else None
     if history is not None and patient_id:

@@ -33,7 +33,7 @@ class History:
 
     def counts(self, patient: str, seq: tuple[int, int], day: dt.date, code: str,
                family: str | None) -> dict[str, int]:
-        same_day = month = year = family_month = family_year = 0
+        same_day = month = year = family_day = family_month = family_year = 0
         last: dt.date | None = None
         for s in self._by_patient.get(patient, ()):
             if s.day > day:
@@ -48,10 +48,12 @@ class History:
             if family and s.family == family and s.day.year == day.year:
                 family_year += 1
                 family_month += s.day.month == day.month
+                family_day += s.day == day
         result = {
             "history.same_code_same_day": same_day,
             "history.same_code_this_month": month,
             "history.same_code_this_year": year,
+            "history.same_family_same_day": family_day,
             "history.same_family_this_month": family_month,
             "history.same_family_this_year": family_year,
         }

@@ -28,7 +28,7 @@ def test_a_line_two_rules_hit_gets_both_findings(policy):
     c = one({"id": "A", "payer": "commercial", "service_date": "2024-03-05", "rendering_provider": {"type": "MD"},
              "lines": [{"code": "99214"}, {"code": "90863"}]})
     snap = resolve(policy, "commercial", None, KNOWN)
-    assert rules_of(judge_claim(c, snap, None)) == [("cpt.addon-without-primary", 2), ("cpt.biller-not-eligible", 2)]
+    assert rules_of(judge_claim(c, snap, None)) == [("cpt.90863-by-em-prescriber", 2), ("cpt.addon-without-primary", 2)]
 
 
 def test_a_clean_line_no_rule_matches_is_not_an_error(policy):

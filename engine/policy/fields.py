@@ -21,10 +21,13 @@ class FieldSpec:
     kind: Kind
     input: str | None
     doc: str
+    # Absent only when the code table says the input matters (true otherwise), so its
+    # absence alone is reason enough to report the missing input.
+    self_anchored: bool = False
 
 
-def _f(name: str, kind: Kind, input_: str | None, doc: str) -> FieldSpec:
-    return FieldSpec(name, kind, input_, doc)
+def _f(name: str, kind: Kind, input_: str | None, doc: str, self_anchored: bool = False) -> FieldSpec:
+    return FieldSpec(name, kind, input_, doc, self_anchored)
 
 
 FIELDS: dict[str, FieldSpec] = {
@@ -34,11 +37,15 @@ FIELDS: dict[str, FieldSpec] = {
         _f("claim.state", "str", "state", "two-letter state of the claim"),
         _f("claim.prior_authorization", "bool", None, "an authorization number is on the claim"),
         _f("claim.other_codes", "set", None, "codes on the claim's other lines"),
+        _f("claim.other_modifiers", "set", None, "modifiers on the claim's other lines"),
         _f("claim.diagnosis_groups", "set", "diagnoses", "policy diagnosis groups the claim's diagnoses fall in"),
         _f("line.number", "int", None, "1-based line position"),
         _f("line.code", "str", None, "procedure code"),
         _f("line.units", "int", None, "units billed"),
         _f("line.modifiers", "set", None, "modifiers on the line"),
+        _f("line.units_supported", "int", "encounter.total_minutes",
+           "units a time-based add-on supports: full unit_minutes blocks from its primary's prolonged_start"),
+        _f("line.units_start", "int", None, "minutes at which the add-on's first unit starts, from its primary"),
         _f("line.place_of_service", "str", "place_of_service", "line POS, else the claim's"),
         _f("line.service_date", "date", None, "line date of service, else the claim's"),
         _f("provider.type", "str", "rendering_provider.type", "rendering provider type"),
@@ -75,13 +82,14 @@ FIELDS: dict[str, FieldSpec] = {
         _f("code.telehealth", "bool", None, "the code is on the payer's telehealth list"),
         _f("code.replaced_by", "str", None, "what to bill instead"),
         _f("code.mue", "int", None, "medically unlikely edit: units per day"),
-        _f("code.age_ok", "bool", "patient.birth_date", "patient age is in the code's age band"),
-        _f("code.biller_ok", "bool", "rendering_provider.type", "the provider type may bill the code"),
+        _f("code.age_ok", "bool", "patient.birth_date", "patient age is in the code's age band (true if none)", True),
+        _f("code.biller_ok", "bool", "rendering_provider.type", "the provider type may bill the code (true if any may)", True),
         _f("code.primary_on_claim", "bool", None, "an add-on's primary code is on another line"),
         _f("history.same_code_same_day", "int", "patient.id", "same code, same patient, same date, before this line"),
         _f("history.days_since_same_code", "int", "patient.id", "days since the same code for the patient (99999 if never)"),
         _f("history.same_code_this_month", "int", "patient.id", "same code this calendar month before this line"),
         _f("history.same_code_this_year", "int", "patient.id", "same code this calendar year before this line"),
+        _f("history.same_family_same_day", "int", "patient.id", "same code family, same date, before this line"),
         _f("history.same_family_this_month", "int", "patient.id", "same code family this calendar month before this line"),
         _f("history.same_family_this_year", "int", "patient.id", "same code family this calendar year before this line"),
     ]
@@ -92,6 +100,7 @@ CODE_ATTRIBUTES: dict[str, Kind] = {
     "kind": "str", "family": "str", "status": "str", "summary": "str", "time_min": "int",
     "time_max": "int", "mdm": "str", "age_min": "int", "age_max": "int", "billers": "set",
     "primaries": "set", "covered": "bool", "telehealth": "bool", "replaced_by": "str", "mue": "int",
+    "unit_minutes": "int", "prolonged_start": "int",
 }
 
 MDM_RANK = {"straightforward": 1, "low": 2, "moderate": 3, "high": 4}
@@ -136,6 +145,7 @@ class AnyOf:
 Cond = Union[Test, AllOf, AnyOf]
 
 _SET_OPS = {"has", "has_any", "lacks"}
+_UPPER = {"line.code", "claim.other_codes", "line.modifiers", "claim.other_modifiers", "claim.state"}
 _SCALAR_OPS = {"eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte"}
 _ORDERED = {"int", "date"}
 _DERIVED_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -154,7 +164,7 @@ def _scalar(spec: FieldSpec, value: Any, loc: tuple[Any, ...]) -> Any:
     if spec.kind == "str" or spec.kind == "set":
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise ConditionError(loc, f"{spec.name} takes text, not {type(value).__name__}")
-        return str(value).upper() if spec.name in ("line.code", "claim.other_codes", "line.modifiers", "claim.state") else str(value)
+        return str(value).upper() if spec.name in _UPPER else str(value)
     if spec.kind == "bool":
         if not isinstance(value, bool):
             raise ConditionError(loc, f"{spec.name} takes true or false")
