@@ -168,19 +168,17 @@ def _top_tests(cond: Cond) -> list[Test]:
 
 
 def _relax(cond: Cond, missing: str) -> Cond:
-    """The rule's condition with one input's top-level tests turned into "that input is absent".
+    """The rule's condition with every test on one input turned into "that input is absent".
 
     Every other test stays as written, so the variant fires only when the one missing
     input is what stands between the claim and the finding.
     """
-    top = {id(t) for t in _top_tests(cond)}
-
     def visit(c: Cond) -> Cond:
         if isinstance(c, AllOf):
             return AllOf(tuple(visit(i) for i in c.items))
         if isinstance(c, AnyOf):
             return AnyOf(tuple(visit(i) for i in c.items))
-        if id(c) in top and _input(c.field) == missing:
+        if _input(c.field) == missing:
             return Test(c.field, "absent")
         return c
 
@@ -197,7 +195,7 @@ def missing_variants(rule: ActiveRule) -> list[tuple[str, Cond]]:
     fact, another field's value) already says the rule is about this line; a rule whose
     only positive test is on the missing input simply does not apply.
     """
-    if rule.revision.then is None or rule.revision.missing == "ignore":
+    if rule.revision.then is None or rule.revision.missing == "ignore" or rule.severity == "info":
         return []
     tops = _top_tests(rule.cond)
     inputs: list[str] = []

@@ -297,7 +297,7 @@ class _Loader:
         return RuleRevision(
             rule_id=rule.id, layer=layer.name, title=rev.title or rule.title, replace=rule.replace,
             supersedes=rule.supersedes, missing=rule.missing, published=rev.published,
-            effective=rev.effective, when=_plain(when, dates_as_text=False), then=then, derive=derive, source=source,
+            effective=rev.effective, when=_plain(when), then=then, derive=derive, source=source,
             confidence=confidence, note=rev.note or rule.note, where=Where(file=shown, line=vline),
         )
 
@@ -429,13 +429,13 @@ def _expand_history(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _plain(value: Any, dates_as_text: bool = True) -> Any:
-    """Strip line bookkeeping; claim data also wants its YAML dates back as ISO text."""
+def _plain(value: Any) -> Any:
+    """Strip line bookkeeping and turn YAML dates into ISO text, as JSON will hold them."""
     if isinstance(value, dict):
-        return {str(k): _plain(v, dates_as_text) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain(v, dates_as_text) for v in value]
-    if dates_as_text and isinstance(value, dt.date):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.date):
         return value.isoformat()
     return value
 
