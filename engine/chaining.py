@@ -179,6 +179,8 @@ def _relax(cond: Cond, missing: str) -> Cond:
         if isinstance(c, AnyOf):
             return AnyOf(tuple(visit(i) for i in c.items))
         if _input(c.field) == missing:
+            if isinstance(c.value, FieldRef):  # the code table must still say the test applies
+                return AllOf((Test(c.field, "absent"), Test(c.value.name, "present")))
             return Test(c.field, "absent")
         return c
 

@@ -142,29 +142,20 @@ def policy_validate(policies: Optional[Path] = PoliciesOpt) -> None:
 
 
 @policy_app.command("lint")
-def policy_lint(policies: Optional[Path] = PoliciesOpt) -> None:
-    """Advice beyond validity: low-confidence errors, rules without cases, unused sources."""
-    policy = _load(policies)
-    notes = []
-    for layer in policy.layers.values():
-        for rule in layer.rules:
-            if rule.confidence == "low" and rule.then and rule.then.severity == "error":
-                notes.append(f"{rule.where}: rule {rule.rule_id} is low confidence; it will warn, not deny")
-    report = run_cases(policy, clock.today())
-    for rule_id, counts in report.rules.items():
-        if not counts["expected"]:
-            notes.append(f"rule {rule_id}: no case expects it to fire")
-        if not counts["expected_not"]:
-            notes.append(f"rule {rule_id}: no case shows it not firing")
-    cited = {r.source for layer in policy.layers.values() for r in layer.rules}
-    cited |= {v.source for layer in policy.layers.values() for revs in layer.codes.values() for rev in revs for v in rev.values}
-    cited |= {g.source for layer in policy.layers.values() for g in layer.diagnosis_groups.values()}
-    cited |= {d.source for layer in policy.layers.values() for d in layer.disables}
-    for key in sorted(set(policy.sources) - cited):
-        notes.append(f"source {key} is not cited by any rule or value")
-    for note in notes:
-        out.print(note, highlight=False, markup=False)
-    out.print(f"{len(notes)} note(s)")
+def policy_lint(policies: Optional[Path] = PoliciesOpt, known_on: Optional[str] = KnownOnOpt) -> None:
+    """Checks beyond validity: code-life gaps, coverage both ways, low-confidence errors, unused sources.
+
+    Exit 1 when any check reports something.
+    """
+    from .lint import lint
+
+    report = lint(_load(policies), known_on or clock.today())
+    for check, items in report.checks.items():
+        mark = "[green]ok[/]" if not items else f"[yellow]{len(items)}[/]"
+        out.print(f"{mark}  {check}", highlight=False)
+        for item in items:
+            out.print(f"      {item}", highlight=False, markup=False)
+    raise typer.Exit(1 if report.problems else 0)
 
 
 @policy_app.command("test")
@@ -210,6 +201,8 @@ def policy_show(
                                        help="Date of service (default today)."),
     state: Optional[str] = typer.Option(None, "--state", help="State, for state layers."),
     known_on: Optional[str] = KnownOnOpt,
+    match: Optional[str] = typer.Option(None, "--match", help="Only rules whose id or title contains this text "
+                                                                "(e.g. telehealth, telephone, prolonged, 90863)."),
     policies: Optional[Path] = PoliciesOpt,
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
 ) -> None:
@@ -222,6 +215,9 @@ def policy_show(
     known = known_on or clock.today()
     snap = resolve(policy, key, state.upper() if state else None, known)
     in_force = [r for r in snap.rules if r.revision.effective.covers(day)]
+    if match:
+        needle = match.lower()
+        in_force = [r for r in in_force if needle in r.rule_id.lower() or needle in r.revision.title.lower()]
     in_force.sort(key=lambda r: (snap.chain.index(r.revision.layer), r.rule_id))
     if format is ShortFormat.json:
         data = {"payer": key, "chain": list(snap.chain), "date_of_service": day.isoformat(),
@@ -245,6 +241,26 @@ def policy_show(
         out.print(f"    when {describe(r.cond)}", highlight=False, markup=False, style="dim")
         out.print(f"    source: {policy.sources[rev.source].title} [{rev.confidence}]", highlight=False,
                   markup=False, style="dim")
+
+
+@policy_app.command("layers")
+def policy_layers(policies: Optional[Path] = PoliciesOpt) -> None:
+    """Each payer's layer chain and state overlays, and what each layer adds, replaces or disables."""
+    policy = _load(policies)
+    for payer in policy.payers.values():
+        states = "".join(f"; {state}: +{' +'.join(extra)}" for state, extra in sorted(payer.states.items()))
+        out.print(f"[bold]{payer.key}[/] ({payer.name}): {' -> '.join(payer.layers)}{states}", highlight=False)
+    out.print()
+    for name, layer in sorted(policy.layers.items()):
+        ids = sorted({r.rule_id for r in layer.rules})
+        replaced = sorted({r.rule_id for r in layer.rules if r.replace})
+        out.print(f"[bold]{name}[/]: {len(ids) - len(replaced)} rules added, {len(layer.codes)} codes valued, "
+                  f"{len(layer.diagnosis_groups)} diagnosis groups", highlight=False)
+        if replaced:
+            out.print(f"    replaces: {', '.join(replaced)}", highlight=False, markup=False)
+        if layer.disables:
+            out.print(f"    disables: {', '.join(sorted(d.rule_id for d in layer.disables))}", highlight=False,
+                      markup=False)
 
 
 @policy_app.command("fields")

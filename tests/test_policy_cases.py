@@ -23,3 +23,28 @@ def test_every_finding_rule_is_expected_to_fire_by_some_case():
     report = run_cases(POLICY, TODAY)
     never = [rule for rule, counts in report.rules.items() if not counts["expected"]]
     assert never == []
+
+
+def test_every_rule_has_a_near_miss_too():
+    from engine.cases import run_cases
+
+    report = run_cases(POLICY, TODAY)
+    assert [rule for rule, counts in report.rules.items() if not counts["expected_not"]] == []
+
+
+def test_bundled_tree_is_lint_clean():
+    from engine.lint import lint
+
+    report = lint(POLICY, TODAY)
+    assert {k: v for k, v in report.checks.items() if v} == {}
+
+
+def test_lint_finds_a_gap_in_a_code_life(policy_copy):
+    from engine.lint import code_gaps
+
+    path = policy_copy / "cpt" / "telephone-codes.yaml"
+    path.write_text(path.read_text().replace("{effective: {from: 2025-01-01}, kind: telephone-em, status: deleted",
+                                             "{effective: {from: 2025-03-01}, kind: telephone-em, status: deleted", 1))
+    gaps = code_gaps(load_policies(policy_copy))
+    assert gaps == ["cpt/telephone-codes.yaml:4: code 99441 (cpt) has no value "
+                    "from 2025-01-01 to 2025-02-28"]
