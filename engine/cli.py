@@ -126,6 +126,85 @@ def scrub(
     raise typer.Exit(result.exit_code)
 
 
+@app.command()
+def whatif(
+    files: list[Path] = typer.Argument(..., help="Claim files, as for scrub."),
+    set_: list[str] = typer.Option([], "--set", help="PATH=VALUE[,VALUE...] to vary: payer, state, service_date, "
+                                   "place_of_service, patient.location, encounter.modality, line1.modifiers=93, "
+                                   "lines.units=2 ... Several --set make a grid of every combination."),
+    known_on: list[str] = typer.Option([], "--known-on", metavar="DATE",
+                                       help="One date to judge by; two dates compare the batch as known on each."),
+    policies_b: Optional[Path] = typer.Option(None, "--policies-b", help="Compare against this second policy tree.",
+                                              file_okay=False),
+    policies: Optional[Path] = PoliciesOpt,
+    format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
+) -> None:
+    """Ask what changes: the claims under other values, as known on two dates, or under two policy trees.
+
+    Shows, per claim, findings added (+), removed (-) and changed (~), the status change and the
+    charges at risk. Nothing is written to the store.
+    """
+    from .whatif import SetError, claim_variants, knowledge_dates, policy_trees
+
+    dates = [_date(d) for d in known_on]
+    if len(dates) > 2:
+        raise typer.BadParameter("give at most two --known-on dates", param_hint="--known-on")
+    policy = _load(policies)
+    try:
+        items = read_claim_files(files)
+    except UsageError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2)
+    today = clock.today()
+    try:
+        if policies_b is not None:
+            comparisons = [policy_trees(items, policy, _load(policies_b), dates[0] if dates else today)]
+        elif len(dates) == 2:
+            comparisons = [knowledge_dates(items, policy, dates[0], dates[1])]
+        elif set_:
+            comparisons = claim_variants(items, policy, dates[0] if dates else today, set_)
+        else:
+            raise typer.BadParameter("say what to vary: --set, two --known-on dates, or --policies-b")
+    except SetError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set")
+    if format is ShortFormat.json:
+        sys.stdout.write(json.dumps({"comparisons": [c.as_dict() for c in comparisons]}, indent=2) + "\n")
+        return
+    _print_comparisons(comparisons)
+
+
+def _print_comparisons(comparisons) -> None:
+    for comp in comparisons:
+        changed = comp.changed
+        risk_a = sum(c.at_risk_a for c in comp.changes)
+        risk_b = sum(c.at_risk_b for c in comp.changes)
+        out.print(f"[bold]{comp.b}[/] vs {comp.a}: {len(changed)} of {len(comp.changes)} claims change; "
+                  f"charges at risk ${risk_a:,.2f} -> ${risk_b:,.2f}", highlight=False)
+        for c in changed:
+            out.print(f"  {c.id or c.position}  {c.status_a} -> {c.status_b}", highlight=False)
+            for f in c.removed:
+                out.print(f"    [green]-[/] line {f.line} {f.rule} ({f.severity})", highlight=False)
+            for f in c.added:
+                out.print(f"    [red]+[/] line {f.line} {f.rule} ({f.severity}): {f.message}", highlight=False)
+            for a, b in c.changed:
+                out.print(f"    [yellow]~[/] line {a.line} {a.rule}: {a.severity}/{a.carc} rev {a.revision} -> "
+                          f"{b.severity}/{b.carc} rev {b.revision}", highlight=False)
+        by_rule = comp.by_rule()
+        if by_rule:
+            out.print("  by rule:", highlight=False)
+            for rule, ids in by_rule.items():
+                out.print(f"    {rule}: {', '.join(str(i) for i in ids)}", highlight=False, markup=False)
+    if len(comparisons) > 1:
+        table = Table(box=None, header_style="bold")
+        table.add_column("claim", no_wrap=True)
+        table.add_column("as given")
+        for comp in comparisons:
+            table.add_column(comp.short or comp.b, no_wrap=True)
+        for index, base in enumerate(comparisons[0].changes):
+            table.add_row(str(base.id or base.position), base.status_a, *[c.changes[index].status_b for c in comparisons])
+        out.print(table)
+
+
 @policy_app.command("validate")
 def policy_validate(policies: Optional[Path] = PoliciesOpt) -> None:
     """Load and check the policy tree; print every problem as file:line: message (exit 1 on any)."""
@@ -261,6 +340,118 @@ def policy_layers(policies: Optional[Path] = PoliciesOpt) -> None:
         if layer.disables:
             out.print(f"    disables: {', '.join(sorted(d.rule_id for d in layer.disables))}", highlight=False,
                       markup=False)
+
+
+@policy_app.command("diff")
+def policy_diff(
+    old: str = typer.Argument(..., help="A policy tree folder, or a stored version digest (sha256:...)."),
+    new: str = typer.Argument(..., help="A policy tree folder, or a stored version digest."),
+    db: Optional[str] = DbOpt,
+    format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
+) -> None:
+    """What changed between two policy versions, rule by rule and code by code (not a text diff)."""
+    from .policydiff import diff_policies
+
+    changes = diff_policies(_policy_ref(old, db), _policy_ref(new, db))
+    if format is ShortFormat.json:
+        sys.stdout.write(json.dumps([c.as_dict() for c in changes], indent=2) + "\n")
+        return
+    for c in changes:
+        out.print(f"{c.layer:<20} {c.kind:<7} {c.change:<10} {c.id}" + (f"\n{'':<40}{c.detail}" if c.detail else ""),
+                  highlight=False, markup=False)
+    out.print(f"{len(changes)} change(s)")
+
+
+def _policy_ref(ref: str, db: Optional[str]) -> PolicySet:
+    if ref.startswith("sha256:"):
+        try:
+            return Store(db).load_policy(ref)
+        except KeyError:
+            raise typer.BadParameter(f"no stored policy version {ref}")
+    path = Path(ref)
+    if not path.is_dir():
+        raise typer.BadParameter(f"{ref} is neither a policy folder nor a stored digest")
+    return _load(path)
+
+
+@policy_app.command("query")
+def policy_query(
+    text: Optional[str] = typer.Argument(None, help='A short question: "covers 99213 modifier 93 pos 10 video home".'),
+    code: Optional[str] = typer.Option(None, "--code"),
+    modifier: list[str] = typer.Option([], "--modifier"),
+    pos: Optional[str] = typer.Option(None, "--pos"),
+    modality: Optional[str] = typer.Option(None, "--modality", help="in-person, video, audio-only, portal"),
+    location: Optional[str] = typer.Option(None, "--location", help="where the patient is: home, office, clinic"),
+    provider: Optional[str] = typer.Option(None, "--provider", help="provider type: MD, NP, LCSW, ..."),
+    payer: list[str] = typer.Option([], "--payer", help="Payer key(s); default every payer."),
+    state: Optional[str] = typer.Option(None, "--state"),
+    date: Optional[str] = typer.Option(None, "--date", callback=_date, metavar="DATE"),
+    known_on: Optional[str] = KnownOnOpt,
+    policies: Optional[Path] = PoliciesOpt,
+    format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
+) -> None:
+    """Who pays a code on a date, and what they want: answered by the rules, with their ids and sources."""
+    from .query import Question, ask, parse_text
+
+    policy = _load(policies)
+    parsed: dict = {"modifiers": []}
+    if text:
+        try:
+            parsed = parse_text(text)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc))
+    q = Question(code=(code or parsed.get("code") or ""), date=date or clock.today(),
+                 modifiers=[m.upper() for m in modifier] or parsed["modifiers"], pos=pos or parsed.get("pos"),
+                 state=state.upper() if state else None, modality=modality or parsed.get("modality"),
+                 location=location or parsed.get("location"), provider=provider or parsed.get("provider"))
+    if not q.code:
+        raise typer.BadParameter("name a code: --code 99213 or in the question")
+    keys = [p.lower() for p in payer] or list(policy.payers)
+    unknown = [k for k in keys if k not in policy.payers]
+    if unknown:
+        raise typer.BadParameter(f"unknown payer(s) {', '.join(unknown)}", param_hint="--payer")
+    try:
+        answers = ask(policy, q, keys, known_on or clock.today())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc))
+    if format is ShortFormat.json:
+        sys.stdout.write(json.dumps({"question": {k: str(v) if isinstance(v, dt.date) else v
+                                                  for k, v in q.__dict__.items()},
+                                     "answers": [a.as_dict() for a in answers]}, indent=2) + "\n")
+        return
+    mods = ("-" + "-".join(q.modifiers)) if q.modifiers else ""
+    out.print(f"[bold]{q.code}{mods}[/] on {q.date}" + (f", POS {q.pos}" if q.pos else "")
+              + (f", {q.modality}" if q.modality else "") + (f", patient at {q.location}" if q.location else ""),
+              highlight=False)
+    style = {"accepted": "green", "at risk": "yellow", "denied": "red", "cannot tell": "magenta"}
+    for a in answers:
+        where = f"{a.payer}" + (f" ({a.state})" if a.state else "")
+        out.print(f"  [{style[a.verdict]}]{a.verdict:<11}[/] {where}", highlight=False)
+        for f in a.findings:
+            out.print(f"      {f.severity} {f.rule}: {f.message} [{f.source}, {f.confidence}]", highlight=False,
+                      markup=False)
+
+
+@policy_app.command("history")
+def policy_history(
+    payer: str = typer.Argument(..., help="Payer key."),
+    code: str = typer.Argument(..., help="Procedure code."),
+    state: Optional[str] = typer.Option(None, "--state"),
+    policies: Optional[Path] = PoliciesOpt,
+) -> None:
+    """Each dated change to a code and to the rules about it, for one payer, by date published."""
+    from .policydiff import code_history
+
+    policy = _load(policies)
+    if payer.lower() not in policy.payers:
+        raise typer.BadParameter(f"unknown payer '{payer}'")
+    events = code_history(policy, payer.lower(), code, state.upper() if state else None)
+    if not events:
+        out.print(f"{code} has no values or rules in {payer}'s chain")
+        return
+    for e in events:
+        out.print(f"{e.published:<14} {e.layer:<18} {e.what}", highlight=False, markup=False)
+        out.print(f"{'':<33}{e.detail} [{e.source}]", highlight=False, markup=False, style="dim")
 
 
 @policy_app.command("fields")

@@ -1,0 +1,144 @@
+"""What-if: claim variants, two knowledge dates, two policy trees, and questions to the policy."""
+
+import json
+
+from freezegun import freeze_time
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.policy.loader import load_policies
+from engine.policydiff import code_history, diff_policies
+from engine.whatif import SetError, apply_set, parse_sets
+
+runner = CliRunner()
+
+TELEPHONE = {"id": "TEL-1", "payer": "medicare", "state": "OH", "service_date": "2019-06-03",
+             "patient": {"id": "P-1"}, "rendering_provider": {"type": "MD"}, "encounter": {"modality": "audio-only"},
+             "lines": [{"code": "99442", "charge": 75.0}]}
+LAPSE = {"id": "LAPSE-1", "payer": "medicare", "service_date": "2025-10-15", "place_of_service": "10",
+         "patient": {"id": "P-9", "location": "home"}, "diagnoses": ["I10"], "encounter": {"modality": "video"},
+         "lines": [{"code": "99213", "charge": 110.0}]}
+PROLONGED = {"id": "PRO-1", "payer": "commercial", "service_date": "2024-04-02", "rendering_provider": {"type": "MD"},
+             "patient": {"id": "P-3"}, "encounter": {"level_basis": "time", "total_minutes": 60},
+             "lines": [{"code": "99215", "charge": 200.0}, {"code": "99417", "charge": 60.0}]}
+
+
+def invoke(*args):
+    with freeze_time("2026-11-27"):
+        return runner.invoke(app, [str(a) for a in args])
+
+
+def write(tmp_path, *claims):
+    path = tmp_path / "claims.jsonl"
+    path.write_text("\n".join(json.dumps(c) for c in claims) + "\n")
+    return path
+
+
+def whatif_json(*args):
+    result = invoke("whatif", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["comparisons"]
+
+
+def test_set_paths_and_grid():
+    raw = json.loads(json.dumps(TELEPHONE))
+    apply_set(raw, "line1.modifiers", "95+GT")
+    apply_set(raw, "patient.location", "home")
+    apply_set(raw, "encounter.total_minutes", "12")
+    assert raw["lines"][0]["modifiers"] == ["95", "GT"] and raw["patient"]["location"] == "home"
+    assert len(parse_sets(["payer=aetna,cigna,medicare", "service_date=2024-01-02,2025-01-06"])) == 6
+    try:
+        apply_set(raw, "line3.code", "99213")
+    except SetError as exc:
+        assert "no line 3" in str(exc)
+    else:
+        raise AssertionError("a missing line must be refused")
+
+
+def test_the_telephone_em_story_2019_2020_2024_2025(tmp_path):
+    comps = whatif_json(write(tmp_path, TELEPHONE), "--set", "service_date=2019-06-03,2020-04-15,2024-08-01,2025-02-03")
+    statuses = [c["claims"][0]["status"]["b"] for c in comps]
+    assert statuses == ["reject", "clean", "clean", "reject"]
+    rules_2025 = [f["rule"] for f in comps[3]["claims"][0]["added"]]
+    assert rules_2025 == ["medicare.telephone-em-deleted"]
+    assert comps[1]["at_risk"] == {"a": 75.0, "b": 0.0}
+
+
+def test_the_2025_lapse_as_known_then_and_today(tmp_path):
+    (comp,) = whatif_json(write(tmp_path, LAPSE, TELEPHONE), "--known-on", "2025-10-20", "--known-on", "2026-11-27")
+    assert comp["changed_claims"] == 1
+    lapse = comp["claims"][0]
+    assert lapse["status"] == {"a": "reject", "b": "clean"}
+    assert [f["rule"] for f in lapse["removed"]] == ["medicare.telehealth-home-non-behavioral"]
+    assert comp["by_rule"] == {"medicare.telehealth-home-non-behavioral": ["LAPSE-1"]}
+
+
+def test_prolonged_time_commercial_vs_medicare(tmp_path):
+    comps = whatif_json(write(tmp_path, PROLONGED), "--set", "payer=medicare",)
+    (claim,) = comps[0]["claims"]
+    assert claim["status"] == {"a": "clean", "b": "reject"}
+    (added,) = claim["added"]
+    assert added["rule"] == "medicare.noncovered-code" and added["fix"]["to"] == "G2212"
+    # and G2212 at 60 minutes is short of Medicare's 69
+    comps = whatif_json(write(tmp_path, PROLONGED), "--set", "payer=medicare", "--set", "line2.code=G2212")
+    rules = [f["rule"] for f in comps[0]["claims"][0]["added"]]
+    assert rules == ["cpt.prolonged-time-short"]
+    assert "69" in comps[0]["claims"][0]["added"][0]["message"]
+
+
+def test_whatif_table_and_usage(tmp_path):
+    path = write(tmp_path, TELEPHONE)
+    table = invoke("whatif", path, "--set", "service_date=2019-06-03,2020-04-15")
+    assert table.exit_code == 0 and "TEL-1  reject -> clean" in table.stdout
+    assert invoke("whatif", path).exit_code == 2
+    assert invoke("whatif", path, "--set", "nonsense").exit_code == 2
+
+
+def test_whatif_against_a_second_policy_tree(tmp_path, policy_copy):
+    rules = policy_copy / "medicare" / "rules.yaml"
+    rules.write_text(rules.read_text().replace('carc: "181"\n      group: CO\n      rarc: [N56]',
+                                               'carc: "16"\n      group: CO\n      rarc: [N56]'))
+    (comp,) = whatif_json(write(tmp_path, dict(TELEPHONE, service_date="2025-02-03")), "--policies-b", policy_copy)
+    (changed,) = comp["claims"][0]["changed"]
+    assert (changed["a"]["carc"], changed["b"]["carc"]) == ("181", "16")
+
+
+def test_policy_diff_is_semantic(policy_copy, policy):
+    rules = policy_copy / "medicare" / "rules.yaml"
+    text = rules.read_text().replace("effective: {from: 2017-01-01, to: 2017-12-31}", "effective: {from: 2017-01-01, to: 2018-03-31}")
+    rules.write_text(text.replace("severity: warning\n      message: \"Medicare systems accepted POS 10",
+                                  "severity: error\n      message: \"Medicare systems accepted POS 10"))
+    changes = diff_policies(policy, load_policies(policy_copy))
+    got = {(c.id, c.change) for c in changes}
+    assert got == {("medicare.gt-required revision 2016-11-15", "re-dated"),
+                   ("medicare.pos10-before-implementation revision 2021-10-13", "severity")}
+    result = invoke("policy", "diff", str(policy_copy.parent / "policies"), str(policy_copy))
+    assert result.exit_code == 0 and "0 change(s)" in result.stdout
+
+
+def test_policy_history_of_a_code(policy):
+    events = code_history(policy, "medicare", "99442")
+    published = [(e.published, e.what.split(" for ")[0]) for e in events if e.layer == "medicare"]
+    assert ("2020-04-06", "code 99442 2020-03-01..2024-12-31") in published
+    assert ("2024-11-01", "rule medicare.telephone-em-deleted") in published
+    result = invoke("policy", "history", "medicare", "99442")
+    assert result.exit_code == 0 and "medicare.telephone-em-deleted" in result.stdout
+
+
+def test_policy_query_who_pays_audio_only_in_texas():
+    result = invoke("policy", "query", "--code", "99213", "--modifier", "93", "--pos", "10", "--modality", "audio-only",
+                    "--location", "home", "--state", "TX", "--date", "2025-06-01", "--format", "json")
+    answers = {a["payer"]: a for a in json.loads(result.stdout)["answers"]}
+    assert answers["uhc"]["verdict"] == "accepted" and answers["medicaid"]["verdict"] == "accepted"
+    assert answers["aetna"]["verdict"] == "denied"
+    assert [f["rule"] for f in answers["cigna"]["findings"] if f["severity"] == "error"] == ["commercial.telehealth-indicator"]
+    assert answers["medicare"]["verdict"] == "cannot tell"
+    assert answers["medicare"]["findings"][0]["missing"] == ["encounter.video_declined"]
+
+
+def test_policy_query_free_text_form():
+    result = invoke("policy", "query", "covers 99442 pos 02 phone", "--payer", "medicare", "--date", "2019-06-03",
+                    "--format", "json")
+    (answer,) = json.loads(result.stdout)["answers"]
+    assert answer["verdict"] == "denied" and answer["findings"][0]["rule"] == "medicare.noncovered-code"
+    assert invoke("policy", "query", "does medicare pay for this", "--payer", "medicare").exit_code == 2
