@@ -142,3 +142,19 @@ def test_policy_query_free_text_form():
     (answer,) = json.loads(result.stdout)["answers"]
     assert answer["verdict"] == "denied" and answer["findings"][0]["rule"] == "medicare.noncovered-code"
     assert invoke("policy", "query", "does medicare pay for this", "--payer", "medicare").exit_code == 2
+
+
+def test_policy_diff_between_stored_versions(policy_copy, policy, db_url):
+    from engine.store import Store
+
+    rules = policy_copy / "cpt" / "rules.yaml"
+    rules.write_text(rules.read_text().replace("message: \"Modifier 93 (audio-only) took effect on 2022-01-01;",
+                                               "message: \"Modifier 93 (audio-only) began on 2022-01-01;"))
+    draft = load_policies(policy_copy)
+    store = Store(db_url)
+    store.import_policy(policy)
+    store.import_policy(draft)
+    result = invoke("policy", "diff", policy.digest, draft.digest, "--db", db_url, "--format", "json")
+    (change,) = json.loads(result.stdout)
+    assert (change["id"], change["change"]) == ("cpt.modifier-93-before-2022 revision 2021-09-01", "re-worded")
+    assert invoke("policy", "diff", "sha256:nope", draft.digest, "--db", db_url).exit_code == 2
