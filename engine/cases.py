@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from .claims import Claim, parse_claims_text
+from .claims import parse_claims_text
 from .policy.model import Case, PolicySet
 from .scrub import scrub
 

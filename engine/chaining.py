@@ -36,7 +36,7 @@ from typing import Any
 
 from durable.engine import Host, MessageNotHandledException
 
-from .policy.fields import FIELDS, AllOf, AnyOf, Cond, FieldRef, Test, field_spec
+from .policy.fields import FIELDS, AllOf, AnyOf, Cond, FieldRef, Test, field_spec, walk
 from .policy.snapshot import ActiveRule, Snapshot
 
 
@@ -246,7 +246,7 @@ class CompiledRules:
     def _derive_definitions(self, rules: list[ActiveRule]) -> dict:
         definitions = {}
         for index, rule in enumerate(rules):
-            joins = [t.field[8:] for t in _all_tests(rule.cond) if t.field.startswith("derived.")]
+            joins = [t.field[8:] for t in walk(rule.cond) if t.field.startswith("derived.")]
             own = _strip_derived(rule.cond)
             line_parts = [{"t": "line"}] + _window(rule) + ([compile_cond(own)] if own is not None else [])
             patterns = [{"m": _and(line_parts)}]
@@ -353,20 +353,12 @@ class CompiledRules:
         return total
 
 
-def _all_tests(cond: Cond):
-    if isinstance(cond, Test):
-        yield cond
-    else:
-        for item in cond.items:
-            yield from _all_tests(item)
-
-
 def _strip_derived(cond: Cond) -> Cond | None:
     """A derive rule's condition without its derived-fact tests (those become joins)."""
     if isinstance(cond, Test):
         return None if cond.field.startswith("derived.") else cond
     if isinstance(cond, AnyOf):
-        if any(t.field.startswith("derived.") for t in _all_tests(cond)):
+        if any(t.field.startswith("derived.") for t in walk(cond)):
             raise EngineError("derived facts may not be tested inside any: in a derive rule")
         return cond
     kept = [c for c in (_strip_derived(i) for i in cond.items) if c is not None]

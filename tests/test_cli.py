@@ -1,9 +1,7 @@
 """The command line as a billing team uses it: formats, exit codes, dates, policy tools."""
 
 import json
-import shutil
 
-import pytest
 from freezegun import freeze_time
 from typer.testing import CliRunner
 

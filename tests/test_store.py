@@ -1,7 +1,6 @@
 """The store: policy versions, run receipts that replay, and claims kept as history."""
 
 import datetime as dt
-import json
 
 import pytest
 from sqlmodel import Session, select

@@ -20,7 +20,7 @@ from .model import (
     Case, CaseFile, CodeRevision, CodeRevisionFile, CodeValue, CodeValueFile, Disable, Layer,
     Payer, PayersFile, PolicyFile, PolicySet, RuleRevision, Source, Where,
 )
-from .yamlsrc import LDict, PolicyError, line_of, load_yaml
+from .yamlsrc import PolicyError, line_of, load_yaml
 
 PAYERS_FILE = "payers.yaml"
 _ID = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")

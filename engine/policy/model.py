@@ -74,9 +74,9 @@ class DiagnosisGroup(_Strict):
     confidence: Confidence
 
 
-class RevisionFile(_Strict):
-    published: dt.date
-    effective: Effective
+class _RuleBody(_Strict):
+    """What a rule and each of its revisions may say; a revision's values override the rule's."""
+
     title: str | None = None
     when: dict[str, Any] | None = None
     then: Then | None = None
@@ -86,7 +86,12 @@ class RevisionFile(_Strict):
     note: str | None = None
 
 
-class RuleFile(_Strict):
+class RevisionFile(_RuleBody):
+    published: dt.date
+    effective: Effective
+
+
+class RuleFile(_RuleBody):
     id: str
     title: str
     replace: bool = False
@@ -94,12 +99,6 @@ class RuleFile(_Strict):
     missing: Literal["report", "ignore"] = "report"
     published: dt.date | None = None
     effective: Effective | None = None
-    when: dict[str, Any] | None = None
-    then: Then | None = None
-    derive: str | None = None
-    source: str | None = None
-    confidence: Confidence | None = None
-    note: str | None = None
     revisions: list[RevisionFile] | None = None
 
 
