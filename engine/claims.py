@@ -176,9 +176,20 @@ def _field_path(loc: Iterable[Any]) -> str:
     return path or "claim"
 
 
+PATTERN_REASONS = {
+    "code": "must be a 5-character CPT or HCPCS code",
+    "place_of_service": "must be a two-digit place-of-service code",
+    "state": "must be a two-letter state code",
+    "npi": "must be a 10-digit NPI",
+}
+
+
 def _reason(error: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "unknown field"
+    if error["type"] == "string_pattern_mismatch":
+        last = next((p for p in reversed(error["loc"]) if isinstance(p, str)), "")
+        return PATTERN_REASONS.get(last, "has the wrong form")
     if error["type"] == "missing":
         return "required field is missing"
     message = str(error["msg"])
@@ -213,8 +224,8 @@ class _BadItem:
     reason: str
 
 
-def parse_claims_text(text: str) -> list[Claim | InvalidClaim]:
-    """Parse one document in any of the accepted shapes; never raises on content."""
+def raw_items(text: str) -> list[Any]:
+    """The items of one JSON document in any accepted shape; unreadable ones as InvalidClaim."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError:
@@ -226,10 +237,17 @@ def parse_claims_text(text: str) -> list[Claim | InvalidClaim]:
             items = document
         else:
             items = [document]
+    return [InvalidClaim(None, 0, [InputError("claim", item.reason)]) if isinstance(item, _BadItem) else item
+            for item in items]
+
+
+def parse_claims_text(text: str) -> list[Claim | InvalidClaim]:
+    """Parse one document in any of the accepted shapes; never raises on content."""
     results: list[Claim | InvalidClaim] = []
-    for position, item in enumerate(items, 1):
-        if isinstance(item, _BadItem):
-            results.append(InvalidClaim(None, position, [InputError("claim", item.reason)]))
+    for position, item in enumerate(raw_items(text), 1):
+        if isinstance(item, InvalidClaim):
+            item.position = position
+            results.append(item)
         else:
             results.append(validate_claim(item, position))
     return results

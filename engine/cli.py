@@ -17,7 +17,7 @@ from rich.table import Table
 from . import clock
 from .cases import run_cases
 from .claims import Claim
-from .pipeline import UsageError, read_claim_files, replay, scrub_items
+from .pipeline import UsageError, read_claim_files, read_encounters, replay, scrub_items
 from .policy.fields import describe
 from .policy.loader import PolicyLoadError, load_policies
 from .policy.model import PolicySet
@@ -76,8 +76,11 @@ def _load(policies: Optional[Path]) -> PolicySet:
 
 @app.command()
 def scrub(
-    files: list[Path] = typer.Argument(..., help="Claim files: JSON (object, list, {claims: [...]}) or JSON Lines."),
+    files: list[Path] = typer.Argument(..., help="Claim files: JSON (object, list, {claims: [...]}), JSON Lines, "
+                                                 "or X12 837P (.837/.x12/.edi, or any file starting with ISA)."),
     format: Format = typer.Option(Format.table, "--format", "-f", help="table, json or html."),
+    encounters: Optional[Path] = typer.Option(None, "--encounters", help="JSON keyed by claim id with the facts an "
+                                              "837 does not carry (encounter, patient.location, ...)."),
     known_on: Optional[str] = KnownOnOpt,
     payer: Optional[str] = typer.Option(None, "--payer", help="Judge every claim as this payer key."),
     db: Optional[str] = DbOpt,
@@ -94,7 +97,7 @@ def scrub(
         raise typer.BadParameter(f"unknown payer '{payer}'; known: {', '.join(sorted(policy.payers))}",
                                  param_hint="--payer")
     try:
-        items = read_claim_files(files)
+        items = read_claim_files(files, policy, read_encounters(encounters) if encounters else None)
     except UsageError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2)
@@ -151,7 +154,7 @@ def whatif(
         raise typer.BadParameter("give at most two --known-on dates", param_hint="--known-on")
     policy = _load(policies)
     try:
-        items = read_claim_files(files)
+        items = read_claim_files(files, policy)
     except UsageError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2)
@@ -203,6 +206,80 @@ def _print_comparisons(comparisons) -> None:
         for index, base in enumerate(comparisons[0].changes):
             table.add_row(str(base.id or base.position), base.status_a, *[c.changes[index].status_b for c in comparisons])
         out.print(table)
+
+
+@app.command()
+def remits(
+    files: list[Path] = typer.Argument(..., help="X12 835 remittance files."),
+    format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
+) -> None:
+    """Show what was read from 835 remittances: claims, lines, every CAS adjustment, remarks, PLB."""
+    from .x12.remit835 import read_835
+
+    found = []
+    for path in files:
+        if not path.is_file():
+            err.print(f"[red]{path}: no such file[/]")
+            raise typer.Exit(2)
+        for remit in read_835(path.read_text(encoding="utf-8", errors="replace")):
+            found.append((path, remit))
+    if format is ShortFormat.json:
+        sys.stdout.write(json.dumps([dict(file=str(p), **r.model_dump(mode="json")) for p, r in found], indent=2) + "\n")
+        raise typer.Exit(1 if any(r.errors for _, r in found) else 0)
+    for path, remit in found:
+        out.print(f"[bold]{path.name}[/]: {remit.payer_name or 'payer ?'}"
+                  f"{' (' + remit.payer_id + ')' if remit.payer_id else ''}, produced {remit.production_date}, "
+                  f"payment {remit.payment}", highlight=False)
+        for e in remit.errors:
+            out.print(f"  [red]{e}[/]", highlight=False)
+        for c in remit.claims:
+            adj = "; ".join(f"{a.group}-{a.carc} {a.amount}" for a in c.adjustments)
+            out.print(f"  claim {c.claim_id}: {c.status_text or c.status}, charge {c.charge}, paid {c.paid}, "
+                      f"patient {c.patient_responsibility}" + (f", adjustments {adj}" if adj else "")
+                      + (f", remarks {', '.join(c.remarks)}" if c.remarks else ""), highlight=False, markup=False)
+            for ln in c.lines:
+                mods = ("-" + "-".join(ln.modifiers)) if ln.modifiers else ""
+                adj = "; ".join(f"{a.group}-{a.carc} {a.amount}" for a in ln.adjustments)
+                out.print(f"    line {ln.position} {ln.code}{mods} {ln.service_date or ''}: charge {ln.charge}, "
+                          f"paid {ln.paid}, units {ln.units}" + (f", {adj}" if adj else "")
+                          + (f", remarks {', '.join(ln.remarks)}" if ln.remarks else ""), highlight=False, markup=False)
+        for plb in remit.provider_adjustments:
+            out.print(f"  provider adjustment {plb.reason} {plb.amount}", highlight=False, markup=False)
+    raise typer.Exit(1 if any(r.errors for _, r in found) else 0)
+
+
+@app.command()
+def export(
+    files: list[Path] = typer.Argument(..., help="Claim files (JSON or JSON Lines)."),
+    format: str = typer.Option("837", "--format", "-f", help="837 (005010X222A1)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o"),
+    policies: Optional[Path] = PoliciesOpt,
+) -> None:
+    """Write claims as an X12 837P interchange (names, addresses and tax id are UNKNOWN placeholders)."""
+    from .x12.write837 import write_837
+
+    if format != "837":
+        raise typer.BadParameter("the only export format is 837", param_hint="--format")
+    policy = _load(policies)
+    try:
+        items = read_claim_files(files, policy)
+    except UsageError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2)
+    from .x12.write837 import not_exportable
+
+    claims = [i for i in items if isinstance(i, Claim) and not not_exportable(i)]
+    for bad in items:
+        reasons = (["; ".join(f"{e.field}: {e.reason}" for e in bad.errors)] if not isinstance(bad, Claim)
+                   else [not_exportable(bad)] if not_exportable(bad) else [])
+        for reason in reasons:
+            err.print(f"claim {bad.id or bad.position} not exported: {reason}", highlight=False, markup=False)
+    text = write_837(claims, policy, now=clock.now().replace(tzinfo=None))
+    if output:
+        output.write_text(text, encoding="ascii", errors="replace")
+    else:
+        sys.stdout.write(text)
+    raise typer.Exit(0 if len(claims) == len(items) else 1)
 
 
 @policy_app.command("validate")

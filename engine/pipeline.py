@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .claims import Claim, InputError, InvalidClaim, parse_claims_text
+from .claims import Claim, InputError, InvalidClaim, validate_claim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
 from .scrub import ScrubResult, scrub
@@ -19,21 +19,116 @@ class UsageError(Exception):
     """A problem with how the command was called (exit code 2)."""
 
 
-def read_claim_files(paths: list[Path]) -> list[Claim | InvalidClaim]:
-    items: list[Claim | InvalidClaim] = []
+X12_SUFFIXES = {".837", ".x12", ".edi", ".txt"}
+
+
+def _is_x12(path: Path, text: str) -> bool:
+    return path.suffix.lower() in X12_SUFFIXES or text.lstrip("\ufeff \r\n").startswith("ISA")
+
+
+def _x12_claims(path: Path, text: str, policy: PolicySet | None) -> list[Any]:
+    """An 837's claims as raw dicts, with structural problems attached or listed for the file."""
+    from .x12.claim837 import read_837
+    from .x12.validate import validate
+
+    payers = policy.payers.items() if policy else []
+    # A payer key written as the id (our own exports do that) maps to itself.
+    payer_ids = {key.upper(): key for key, _ in payers}
+    payer_ids.update({pid: key for key, payer in payers for pid in payer.x12_payer_ids})
+    parsed = read_837(text, payer_ids, policy.taxonomy if policy else {})
+    problems = validate(text) if not parsed.errors else []
+    items: list[Any] = []
+    placed = set()
+    for raw, (first, last) in zip(parsed.claims, parsed.spans):
+        mine = [p for p in problems if p.segment is not None and first <= p.segment <= last]
+        placed.update(id(p) for p in mine)
+        items.append(_Structural(raw, [InputError(f"{path.name} segment {p.segment}", p.reason) for p in mine])
+                     if mine else raw)
+    rest = [(seg, reason) for seg, reason in parsed.errors] + \
+           [(p.segment, p.reason) for p in problems if id(p) not in placed]
+    if rest:
+        items.append(_Structural(None, [InputError(f"{path.name}" + (f" segment {seg}" if seg else ""), reason)
+                                        for seg, reason in rest]))
+    if not parsed.claims and not rest:
+        items.append(_Structural(None, [InputError(path.name, "the interchange holds no 837 claims")]))
+    return items
+
+
+@dataclass
+class _Structural:
+    """Claim data the X12 validator objected to (or a file-level problem when raw is None)."""
+
+    raw: dict[str, Any] | None
+    errors: list[InputError]
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def read_encounters(path: Path) -> dict[str, dict[str, Any]]:
+    """The side file of facts an 837 does not carry: {claim id: {encounter: ..., patient: ...}}."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UsageError(f"{path}: not a JSON object keyed by claim id") from None
+    if isinstance(data, list):
+        data = {str(item.get("id")): {k: v for k, v in item.items() if k != "id"} for item in data
+                if isinstance(item, dict)}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise UsageError(f"{path}: not a JSON object keyed by claim id")
+    return data
+
+
+def read_claim_files(paths: list[Path], policy: PolicySet | None = None,
+                     encounters: dict[str, dict[str, Any]] | None = None) -> list[Claim | InvalidClaim]:
+    """JSON, JSON Lines and X12 837P files, in any mix, into one batch."""
+    raws: list[Any] = []
     for path in paths:
         if not path.is_file():
             raise UsageError(f"{path}: no such file")
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
-            items.append(InvalidClaim(None, 0, [InputError("file", f"{path.name} is not UTF-8 text")]))
+            raws.append(InvalidClaim(None, 0, [InputError("file", f"{path.name} is not UTF-8 text")]))
             continue
-        items.extend(parse_claims_text(text))
-    for position, item in enumerate(items, 1):
-        if isinstance(item, InvalidClaim):
-            item.position = position
+        if _is_x12(path, text):
+            raws.extend(_x12_claims(path, text, policy))
+        else:
+            raws.extend(_json_items(text))
+    items: list[Claim | InvalidClaim] = []
+    for position, raw in enumerate(raws, 1):
+        if isinstance(raw, InvalidClaim):
+            raw.position = position
+            items.append(raw)
+            continue
+        structural = raw.errors if isinstance(raw, _Structural) else []
+        raw = raw.raw if isinstance(raw, _Structural) else raw
+        if raw is None:
+            items.append(InvalidClaim(None, position, structural))
+            continue
+        if encounters and isinstance(raw, dict) and str(raw.get("id")) in encounters:
+            raw = _merge(raw, json.loads(json.dumps(encounters[str(raw.get("id"))])))
+        checked = validate_claim(raw, position)
+        if structural:
+            errors = structural + (checked.errors if isinstance(checked, InvalidClaim) else [])
+            checked = InvalidClaim(raw.get("id") if isinstance(raw.get("id"), str) else None, position, errors)
+        items.append(checked)
     return items
+
+
+def _json_items(text: str) -> list[Any]:
+    """Raw JSON items (dicts) in any accepted shape; unreadable ones become InvalidClaims."""
+    from .claims import raw_items
+
+    return raw_items(text)
 
 
 def _encode(items: list[Claim | InvalidClaim]) -> list[dict[str, Any]]:

@@ -70,7 +70,12 @@ def add_to_history(history: History, claim: Claim, position: int, family: Callab
 def _known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -> Claim | InvalidClaim:
     if isinstance(item, Claim) and item.payer not in policy.payers:
         known = ", ".join(sorted(policy.payers))
-        return InvalidClaim(item.id, position, [InputError("payer", f"unknown payer; known payers: {known}")])
+        if item.payer.startswith("x12:"):
+            reason = (f"X12 payer id {item.payer[4:]} is not in payers.yaml (x12_payer_ids); "
+                      f"add it there or use --payer (known payers: {known})")
+        else:
+            reason = f"unknown payer; known payers: {known}"
+        return InvalidClaim(item.id, position, [InputError("payer", reason)])
     return item
 
 

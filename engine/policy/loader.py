@@ -18,11 +18,13 @@ from ..claims import InvalidClaim, validate_claim
 from .fields import CODE_ATTRIBUTES, FIELDS, AllOf, AnyOf, ConditionError, parse_when, walk
 from .model import (
     Case, CaseFile, CodeRevision, CodeRevisionFile, CodeValue, CodeValueFile, Disable, Layer,
-    Payer, PayersFile, PolicyFile, PolicySet, RuleRevision, Source, Where,
+    Payer, PayersFile, PolicyFile, PolicySet, RuleRevision, Source, TaxonomyFile, Where,
 )
 from .yamlsrc import PolicyError, line_of, load_yaml
 
 PAYERS_FILE = "payers.yaml"
+TAXONOMY_FILE = "taxonomy.yaml"
+TREE_FILES = {PAYERS_FILE, TAXONOMY_FILE}
 _ID = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 _TEMPLATE = re.compile(r"\{([a-z_]+(?:\.[a-z0-9_]+)+)\}")
 EARLIEST = dt.date(1900, 1, 1)
@@ -103,6 +105,19 @@ class _Loader:
             self.payers[key] = Payer(key=key, name=spec.name, plan_class=spec.plan_class, layers=spec.layers,
                                      states={s.upper(): v for s, v in spec.states.items()},
                                      x12_payer_ids=spec.x12_payer_ids)
+
+    def load_taxonomy(self) -> None:
+        path = self.root / TAXONOMY_FILE
+        self.taxonomy = {}
+        if not path.is_file():
+            return
+        doc = load_yaml(path, TAXONOMY_FILE)
+        try:
+            parsed = TaxonomyFile.model_validate(doc)
+        except ValidationError as exc:
+            self.errors.extend(_pydantic_errors(exc, doc, TAXONOMY_FILE))
+            return
+        self.taxonomy = {str(k).upper(): v for k, v in parsed.taxonomy.items()}
 
     def load_file(self, path: Path) -> None:
         rel = path.relative_to(self.root)
@@ -447,8 +462,9 @@ def load_policies(root: Path | str | None = None) -> PolicySet:
         raise PolicyLoadError([PolicyError(str(root), 0, "not a policy folder")])
     loader = _Loader(root)
     loader.load_payers()
+    loader.load_taxonomy()
     for path in _files(root):
-        if path.relative_to(root).as_posix() != PAYERS_FILE:
+        if path.relative_to(root).as_posix() not in TREE_FILES:
             loader.load_file(path)
     if not loader.errors:
         loader.check_tree()
@@ -456,5 +472,5 @@ def load_policies(root: Path | str | None = None) -> PolicySet:
         raise PolicyLoadError(loader.errors)
     return PolicySet(
         digest=tree_digest(root), root=str(root), payers=loader.payers, layers=loader.layers,
-        sources={k: v for k, (v, _) in loader.sources.items()}, cases=loader.cases,
+        sources={k: v for k, (v, _) in loader.sources.items()}, cases=loader.cases, taxonomy=loader.taxonomy,
     )

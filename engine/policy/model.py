@@ -159,6 +159,13 @@ class PayersFile(_Strict):
     payers: dict[str, PayerFile]
 
 
+class TaxonomyFile(_Strict):
+    source: str
+    taxonomy: dict[str, Literal[
+        "MD", "DO", "NP", "PA", "CNS", "RN", "LPN", "MA", "pharmacist", "psychologist",
+        "LCSW", "LMFT", "LPC", "PT", "OT", "SLP", "RD"]]
+
+
 # ---- normalised shapes -------------------------------------------------------------
 
 class Where(BaseModel):
@@ -258,6 +265,7 @@ class PolicySet(BaseModel):
     layers: dict[str, Layer]
     sources: dict[str, Source]
     cases: list[Case] = Field(default_factory=list)
+    taxonomy: dict[str, str] = Field(default_factory=dict)
 
     def rule_ids(self) -> set[str]:
         return {r.rule_id for layer in self.layers.values() for r in layer.rules}

@@ -1,0 +1,247 @@
+"""837P (005010X222A1) -> claims in the DESIGN.md JSON shape.
+
+What an 837 carries maps to claim fields; what it does not (minutes, MDM, modality,
+where the patient was) comes from an encounter side file keyed by claim id. Patient
+names never leave this module: a dependent's patient id is the subscriber's member id
+with a short hash of the patient's name and birth date.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .segments import Segment, X12Error, split
+
+DX_QUALIFIERS = {"ABK", "ABF", "BK", "BF", "ABJ", "APR", "ABN"}
+
+
+@dataclass
+class Parsed837:
+    claims: list[dict[str, Any]] = field(default_factory=list)
+    # claim position -> (first segment, last segment), for placing validator errors
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    errors: list[tuple[int, str]] = field(default_factory=list)  # (segment, reason) outside any claim
+
+
+def taxonomy_type(taxonomy: str | None, table: dict[str, str]) -> str | None:
+    if not taxonomy:
+        return None
+    code = taxonomy.upper()
+    for length in range(len(code), 0, -1):
+        if code[:length] in table:
+            return table[code[:length]]
+    return None
+
+
+def _date(value: str) -> str | None:
+    try:
+        return dt.datetime.strptime(value[:8], "%Y%m%d").date().isoformat()
+    except ValueError:
+        return None
+
+
+def _dtp_date(seg: Segment) -> str | None:
+    fmt, value = seg.get(2), seg.get(3)
+    if fmt == "RD8" and "-" in value:
+        value = value.split("-")[0]
+    return _date(value)
+
+
+@dataclass
+class _Party:
+    npi: str | None = None
+    taxonomy: str | None = None
+    state: str | None = None
+
+
+@dataclass
+class _Subscriber:
+    member_id: str | None = None
+    birth_date: str | None = None
+    payer_id: str | None = None
+    filing: str | None = None
+
+
+def _money(value: str) -> float | None:
+    try:
+        return round(float(value), 2)
+    except ValueError:
+        return None
+
+
+def _units(value: str) -> Any:
+    try:
+        number = float(value)
+    except ValueError:
+        return value  # left for claim validation to report
+    return int(number) if number == int(number) else number
+
+
+def read_837(text: str, payer_ids: dict[str, str], taxonomy: dict[str, str]) -> Parsed837:
+    """Parse every claim; ``payer_ids`` maps X12 payer ids to payer keys."""
+    out = Parsed837()
+    try:
+        segments = split(text)
+    except X12Error as exc:
+        out.errors.append((exc.segment, exc.reason))
+        return out
+    billing = _Party()
+    subscriber = _Subscriber()
+    patient_key: str | None = None
+    patient_birth: str | None = None
+    hl_level = ""
+    claim: dict[str, Any] | None = None
+    line: dict[str, Any] | None = None
+    start = 0
+    context = ""  # which NM1 loop the PRV/N4/DMG that follow belong to
+
+    def close(last: int) -> None:
+        nonlocal claim, line
+        if claim is not None:
+            _finish(claim)
+            out.claims.append(claim)
+            out.spans.append((start, last))
+        claim, line = None, None
+
+    for seg in segments:
+        sid = seg.id
+        if sid in ("SE", "GE", "IEA", "ST", "GS", "ISA"):
+            close(seg.number - 1)
+            continue
+        if sid == "HL":
+            close(seg.number - 1)
+            hl_level = seg.get(3)
+            if hl_level == "20":
+                billing, subscriber, patient_key, patient_birth = _Party(), _Subscriber(), None, None
+            elif hl_level == "22":
+                subscriber, patient_key, patient_birth = _Subscriber(), None, None
+            context = ""
+            continue
+        if sid == "SBR":
+            subscriber.filing = seg.get(9) or None
+            continue
+        if sid == "NM1":
+            entity = seg.get(1)
+            context = entity
+            if entity == "85":
+                billing.npi = seg.get(9) or None
+            elif entity == "IL":
+                subscriber.member_id = seg.get(9) or None
+            elif entity == "PR":
+                subscriber.payer_id = seg.get(9) or None
+            elif entity == "QC":
+                patient_key = "|".join([seg.get(3), seg.get(4)])
+            elif entity == "82" and claim is not None:
+                target = line if line is not None else claim
+                target.setdefault("rendering_provider", {})["npi"] = seg.get(9) or None
+            continue
+        if sid == "PRV":
+            if seg.get(1) == "BI" or (context == "85" and claim is None):
+                billing.taxonomy = seg.get(3) or None
+            elif seg.get(1) == "PE" and claim is not None:
+                target = line if line is not None else claim
+                target.setdefault("rendering_provider", {})["taxonomy"] = seg.get(3) or None
+            continue
+        if sid == "N4" and context == "85":
+            billing.state = seg.get(2) or None
+            continue
+        if sid == "DMG":
+            birth = _date(seg.get(2)) if seg.get(1) == "D8" else None
+            if context == "IL":
+                subscriber.birth_date = birth
+            elif context == "QC":
+                patient_birth = birth
+            continue
+        if sid == "CLM":
+            close(seg.number - 1)
+            start = seg.number
+            pos, _, frequency = (seg.components(5) + ["", "", ""])[:3]
+            claim = {
+                "id": seg.get(1),
+                "x12": {"payer_id": subscriber.payer_id, "frequency": frequency or None,
+                        "charge": _money(seg.get(2))},
+                "place_of_service": pos or None,
+                "state": billing.state,
+                "patient": _patient(subscriber, patient_key, patient_birth),
+                "billing_provider": {"npi": billing.npi, "taxonomy": billing.taxonomy},
+                "diagnoses": [],
+                "lines": [],
+            }
+            line = None
+            continue
+        if claim is None:
+            continue
+        if sid == "REF" and seg.get(1) == "G1" and line is None:
+            claim["prior_authorization"] = seg.get(2) or None
+        elif sid == "HI":
+            for element in seg.elements:
+                parts = element.split(seg.component)
+                if len(parts) >= 2 and parts[0] in DX_QUALIFIERS and parts[1]:
+                    claim["diagnoses"].append(parts[1])
+        elif sid == "DTP" and seg.get(1) == "472":
+            target = line if line is not None else claim
+            target["service_date"] = _dtp_date(seg)
+        elif sid == "LX":
+            line = {"lx": seg.get(1)}
+            claim["lines"].append(line)
+        elif sid == "SV1" and line is not None:
+            procedure = seg.components(1)
+            line["code"] = procedure[1] if len(procedure) > 1 else ""
+            line["modifiers"] = [m for m in procedure[2:6] if m]
+            line["charge"] = _money(seg.get(2))
+            line["units"] = _units(seg.get(4)) if seg.get(4) else 1
+            if seg.get(5):
+                line["place_of_service"] = seg.get(5)
+            pointers = seg.components(7)
+            if pointers:
+                line["diagnosis_pointers"] = [int(p) if p.isdigit() else p for p in pointers]
+    close(segments[-1].number if segments else 0)
+    for claim in out.claims:
+        _resolve(claim, payer_ids, taxonomy)
+    return out
+
+
+def _patient(sub: _Subscriber, dependent: str | None, dependent_birth: str | None) -> dict[str, Any]:
+    if dependent is None:
+        return {"id": sub.member_id, "birth_date": sub.birth_date}
+    digest = hashlib.sha256(f"{dependent}|{dependent_birth}".encode()).hexdigest()[:8]
+    return {"id": f"{sub.member_id}-{digest}" if sub.member_id else None, "birth_date": dependent_birth}
+
+
+def _finish(claim: dict[str, Any]) -> None:
+    dates = [ln.get("service_date") for ln in claim["lines"] if ln.get("service_date")]
+    if "service_date" not in claim or not claim["service_date"]:
+        claim["service_date"] = min(dates) if dates else None
+    for ln in claim["lines"]:
+        if "service_date" in ln and ln["service_date"] in (claim["service_date"], None):
+            ln.pop("service_date")
+
+
+def _resolve(claim: dict[str, Any], payer_ids: dict[str, str], taxonomy: dict[str, str]) -> None:
+    x12 = claim.pop("x12")
+    claim["payer"] = payer_ids.get(x12["payer_id"] or "", f"x12:{x12['payer_id']}")
+    for holder in [claim] + claim["lines"]:
+        provider = holder.get("rendering_provider")
+        if provider:
+            kind = taxonomy_type(provider.pop("taxonomy", None), taxonomy)
+            if kind:
+                provider["type"] = kind
+            if not provider.get("npi"):
+                provider.pop("npi", None)
+    billing = claim["billing_provider"]
+    kind = taxonomy_type(billing.pop("taxonomy"), taxonomy)
+    if kind:
+        billing["type"] = kind
+    if "rendering_provider" not in claim and kind:
+        claim["rendering_provider"] = {"npi": billing.get("npi"), "type": kind}
+    for ln in claim["lines"]:
+        ln.pop("lx", None)
+        ln.pop("rendering_provider", None)  # line-level rendering differs rarely; the claim's governs
+    for holder in (claim, claim["patient"], claim["billing_provider"], claim.get("rendering_provider") or {}):
+        for k in [k for k, v in holder.items() if v is None]:
+            holder.pop(k)
+    if not claim["diagnoses"]:
+        claim.pop("diagnoses")

@@ -1,0 +1,102 @@
+"""Structural validation of an interchange with pyx12, in plain words and without values.
+
+pyx12 knows 005010X222A1 and 005010X221A1; interchanges carrying the A2 errata header
+(005010X222A2) are checked against A1, which differs only in errata.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from dataclasses import dataclass
+
+ELEMENT_REASONS = {
+    "1": "a required element is missing", "2": "a conditionally required element is missing",
+    "3": "too many elements", "4": "an element is too short", "5": "an element is too long",
+    "6": "an element has an invalid character", "7": "an element has a code value that is not allowed",
+    "8": "an element has an invalid date", "9": "an element has an invalid time",
+    "10": "an element is present where it is not allowed", "12": "an element repeats too often",
+    "13": "a composite has too many components",
+}
+SEGMENT_REASONS = {
+    "1": "the segment is not recognized", "2": "the segment is not expected here",
+    "3": "a required segment is missing", "4": "a loop occurs too often", "5": "the segment occurs too often",
+    "6": "the segment is not defined for this transaction", "7": "the segment is out of order",
+    "8": "the segment has element errors",
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    segment: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"segment {self.segment}: {self.reason}" if self.segment else self.reason
+
+
+def _normalise(text: str) -> str:
+    return text.replace("005010X222A2", "005010X222A1")
+
+
+def validate(text: str) -> list[Problem]:
+    """Every structural problem pyx12 finds; an empty list means the interchange is valid."""
+    import pyx12.params
+    import pyx12.x12n_document
+
+    logging.getLogger("pyx12").setLevel(logging.CRITICAL)
+    report = io.StringIO()
+    try:
+        ok = pyx12.x12n_document.x12n_document(
+            param=pyx12.params.params(), src_file=io.StringIO(_normalise(text)), fd_997=None, fd_html=None,
+            fd_xmldoc=None, fd_json=report)
+    except Exception as exc:  # pyx12 raises on some malformed input; the file is reported, not fatal
+        return [Problem(None, f"the X12 validator could not read the interchange ({type(exc).__name__})")]
+    problems = _collect(report.getvalue())
+    if not ok and not problems:
+        problems.append(Problem(None, "the interchange is not valid X12 (no detail from the validator)"))
+    return problems
+
+
+def _collect(text: str) -> list[Problem]:
+    try:
+        data = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError:
+        return [Problem(None, "the X12 validator's report could not be read")]
+    found: list[Problem] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            seg = node.get("cur_line")
+            for err in node.get("errors", []) or []:
+                code = str(err.get("err_cde", ""))
+                if "ele_pos" in node:
+                    reason = ELEMENT_REASONS.get(code, "an element is not valid")
+                    where = f"{node.get('_seg_id', '')}{int(node.get('ele_pos') or 0):02d}"
+                    reason = f"{where} {node.get('name') or 'element'}: {reason}"
+                else:
+                    name = node.get("name") or node.get("seg_id") or "envelope"
+                    reason = f"{name}: {SEGMENT_REASONS.get(code, _masked(err))}"
+                found.append(Problem(node.get("_seg", seg), reason))
+            for key, value in node.items():
+                if key == "elements" and isinstance(value, list):
+                    for element in value:
+                        if isinstance(element, dict):
+                            element["_seg"] = seg
+                            element["_seg_id"] = node.get("seg_id", "")
+                            walk(element)
+                elif isinstance(value, (list, dict)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(data)
+    return found
+
+
+def _masked(err: dict) -> str:
+    text = str(err.get("err_str", "not valid"))
+    value = err.get("err_val")
+    return text.replace(str(value), "…") if value else text

@@ -1,0 +1,242 @@
+"""X12: 837P claims in (and out), 835 remittances in, validated with pyx12, robust to bad input."""
+
+import datetime as dt
+import json
+import random
+import time
+
+import pytest
+from freezegun import freeze_time
+from typer.testing import CliRunner
+
+from engine.claims import Claim, parse_claims_text
+from engine.cli import app
+from engine.pipeline import read_claim_files
+from engine.x12.claim837 import read_837
+from engine.x12.remit835 import read_835
+from engine.x12.validate import validate
+from engine.x12.write837 import write_837
+
+from .conftest import ROOT
+
+FIX = ROOT / "tests" / "fixtures" / "x12"
+runner = CliRunner()
+
+
+def invoke(*args):
+    with freeze_time("2026-11-27"):
+        return runner.invoke(app, [str(a) for a in args])
+
+
+# Samples the validator accepts as they are; the others carry implementation-guide errors
+# (e.g. CLM05 without its facility-code qualifier) that a clearinghouse would reject.
+VALID_837 = {"demo.autoaccident.837", "demo.cob.example3.B.837", "demo.cob.example3.C.837",
+             "demo.drug.example10.1.837", "demo.drug.example10.2.837", "demo.drug.example10.3.837",
+             "demo.example1.837", "demo.example2.837", "demo.example7.837", "demo.example8.837"}
+
+
+@pytest.mark.parametrize("path", sorted(FIX.glob("*.837")), ids=lambda p: p.name)
+def test_every_sample_837_parses_and_scrubs_end_to_end(path, policy):
+    text = path.read_text()
+    problems = validate(text)
+    assert (problems == []) is (path.name in VALID_837)
+    parsed = read_837(text, {}, policy.taxonomy)
+    assert parsed.claims and not parsed.errors
+    result = invoke("scrub", path, "--payer", "commercial", "--no-store", "--format", "json")
+    assert result.exit_code in (0, 1), result.output
+    data = json.loads(result.stdout)
+    claims = [c for c in data["claims"] if c["id"] is not None]
+    assert len(claims) == len(parsed.claims)
+    for claim in claims:
+        if path.name in VALID_837:
+            assert claim["status"] != "invalid"
+        elif claim["status"] == "invalid":
+            assert any(e["field"].startswith(path.name + " segment ") for e in claim["errors"])
+
+
+@pytest.mark.parametrize("path", sorted(FIX.glob("*.835")), ids=lambda p: p.name)
+def test_every_sample_835_is_read(path):
+    (remit,) = read_835(path.read_text())
+    assert remit.claims and not remit.errors
+
+
+def test_837_field_by_field(policy):
+    (claim,) = read_837((FIX / "demo.example1.837").read_text(), {}, policy.taxonomy).claims
+    assert claim["id"] == "26463774" and claim["payer"] == "x12:999996666"
+    assert claim["place_of_service"] == "11" and claim["state"] == "FL"
+    assert claim["service_date"] == "2006-10-03" and claim["diagnoses"] == ["0340", "V7389"]
+    assert claim["patient"]["birth_date"] == "1973-05-01"
+    assert claim["patient"]["id"].startswith("JS00111223333-")  # a dependent: member id + name hash
+    assert "SMITH" not in json.dumps(claim) and "TED" not in json.dumps(claim)
+    assert claim["billing_provider"] == {"npi": "1912301953", "type": "MD"}
+    assert [(ln["code"], ln["charge"], ln["units"], ln["diagnosis_pointers"], ln.get("service_date"))
+            for ln in claim["lines"]] == [("99213", 40.0, 1, [1], None), ("87070", 15.0, 1, [1], None),
+                                           ("99214", 35.0, 1, [2], "2006-10-10"), ("86663", 10.0, 1, [2], "2006-10-10")]
+    (drug,) = read_837((FIX / "demo.drug.example10.2.837").read_text(), {"999999999": "medicaid"}, policy.taxonomy).claims
+    assert drug["id"] == "CLMNO12345" and drug["patient"] == {"id": "MBRID01234", "birth_date": "1943-05-01"}
+    assert drug["lines"][0]["code"] == "S9500" and drug["lines"][0]["units"] == 7
+    assert drug["lines"][0]["place_of_service"] == "12" and drug["state"] == "IL"
+
+
+def test_835_field_by_field():
+    (remit,) = read_835((FIX / "managed-care.835").read_text())
+    assert (remit.payer_name, str(remit.production_date), remit.payment) == ("RUSHMORE LIFE", "2002-03-14", 945.0)
+    first, second = remit.claims
+    assert (first.claim_id, first.status, first.charge, first.paid, first.patient_responsibility,
+            first.payer_claim_number) == ("5554555444", "1", 800.0, 450.0, 300.0, "94060555410000")
+    assert [(a.group, a.carc, a.amount) for a in first.adjustments] == [("CO", "A2", 50.0)]
+    (line,) = first.lines
+    assert (line.code, line.charge, line.paid, str(line.service_date)) == ("99211", 800.0, 500.0, "2002-03-01")
+    assert [(a.group, a.carc, a.amount) for a in line.adjustments] == [("PR", "1", 300.0)]
+    assert [(a.group, a.carc, a.amount) for a in second.lines[0].adjustments] == [("PR", "1", 600.0), ("CO", "45", 50.0)]
+    (cob,) = read_835((FIX / "cob-contractural-adjustment.835").read_text())
+    (cline,) = cob.claims[0].lines
+    assert cline.code == "55669" and [(a.group, a.carc, a.amount) for a in cline.adjustments] == [
+        ("OA", "23", 516.0), ("OA", "94", -9.0)]
+
+
+def test_cas_keeps_all_six_triplets():
+    text = (FIX / "managed-care.835").read_text().replace(
+        "CAS*CO*A2*50.00~", "CAS*CO*A2*50.00**45*1.00*2*B15*1.00**97*2.00**16*3.00**18*4.00*1~")
+    (remit,) = read_835(text)
+    assert [(a.carc, a.amount, a.quantity) for a in remit.claims[0].adjustments] == [
+        ("A2", 50.0, None), ("45", 1.0, 2.0), ("B15", 1.0, None), ("97", 2.0, None), ("16", 3.0, None), ("18", 4.0, 1.0)]
+
+
+def test_export_round_trip_validates_and_reads_back(policy, tmp_path):
+    raw = [
+        {"id": "RT-1", "payer": "medicare", "state": "OH", "service_date": "2025-02-03", "place_of_service": "10",
+         "patient": {"id": "P-100", "birth_date": "1956-04-02"}, "prior_authorization": "PA-1",
+         "rendering_provider": {"npi": "1234567893", "type": "MD"}, "billing_provider": {"npi": "1234567893", "type": "MD"},
+         "diagnoses": ["F331", "I10"],
+         "lines": [{"code": "99214", "modifiers": ["93"], "units": 1, "charge": 150.0, "diagnosis_pointers": [1, 2]},
+                   {"code": "90833", "units": 1, "charge": 80.0, "diagnosis_pointers": [1],
+                    "service_date": "2025-02-04"}]},
+        {"id": "RT-2", "payer": "aetna", "state": "NY", "service_date": "2024-03-05", "place_of_service": "11",
+         "patient": {"id": "P-104", "birth_date": "1990-07-07"},
+         "rendering_provider": {"npi": "1234567893", "type": "NP"}, "billing_provider": {"npi": "1234567893", "type": "NP"},
+         "diagnoses": ["F900"],
+         "lines": [{"code": "99214", "units": 1, "charge": 150.0, "diagnosis_pointers": [1]}]},
+    ]
+    claims = parse_claims_text(json.dumps(raw))
+    text = write_837(claims, policy, now=dt.datetime(2026, 11, 27, 9, 30))
+    assert validate(text) == []
+    path = tmp_path / "out.837"
+    path.write_text(text)
+    back = read_claim_files([path], policy)
+    assert all(isinstance(c, Claim) for c in back)
+    for original, read in zip(claims, back):
+        assert read.model_dump(exclude_none=True) == original.model_dump(exclude_none=True)
+    source = tmp_path / "in.json"
+    source.write_text(json.dumps(raw))
+    result = invoke("export", source)
+    assert result.exit_code == 0 and validate(result.stdout) == []
+    source.write_text(json.dumps(raw + [{"id": "RT-3", "payer": "aetna", "service_date": "2024-03-05",
+                                         "lines": [{"code": "99213"}]}]))
+    partial = invoke("export", source)
+    assert partial.exit_code == 1 and "RT-3 not exported: an 837P needs at least one diagnosis" in partial.stderr
+
+
+def test_a_claim_with_structural_errors_is_invalid_and_the_others_are_judged(policy, tmp_path):
+    good = parse_claims_text(json.dumps([
+        {"id": "S-1", "payer": "medicare", "service_date": "2025-02-03", "diagnoses": ["I10"],
+         "lines": [{"code": "99442", "charge": 10}]},
+        {"id": "S-2", "payer": "medicare", "service_date": "2025-02-03", "diagnoses": ["I10"],
+         "rendering_provider": {"npi": "1234567893", "type": "MD"}, "lines": [{"code": "99213", "charge": 10}]}]))
+    text = write_837(good, policy).replace("CLM*S-1*10.00", "CLM*S-1*1O.00")
+    path = tmp_path / "bad.837"
+    path.write_text(text)
+    result = invoke("scrub", path, "--no-store", "--format", "json")
+    data = json.loads(result.stdout)
+    first, second = data["claims"]
+    assert first["status"] == "invalid"
+    assert any("segment" in e["field"] and "CLM02" in e["reason"] for e in first["errors"])
+    assert "1O.00" not in result.stdout
+    assert second["id"] == "S-2" and second["status"] == "clean"
+
+
+def test_mixed_json_and_837_in_one_batch(policy, tmp_path):
+    claims = parse_claims_text(json.dumps({"id": "M-1", "payer": "medicare", "service_date": "2019-06-03",
+                                           "diagnoses": ["I10"], "lines": [{"code": "99442"}]}))
+    (tmp_path / "a.837").write_text(write_837(claims, policy))
+    (tmp_path / "b.json").write_text(json.dumps({"id": "M-2", "payer": "medicare", "service_date": "2024-06-03",
+                                                 "lines": [{"code": "99213"}]}))
+    data = json.loads(invoke("scrub", tmp_path / "a.837", tmp_path / "b.json", "--no-store", "--format", "json").stdout)
+    assert [(c["id"], c["status"]) for c in data["claims"]] == [("M-1", "reject"), ("M-2", "clean")]
+
+
+def test_encounter_side_file_supplies_what_837_lacks(policy, tmp_path):
+    claims = parse_claims_text(json.dumps({"id": "E-1", "payer": "medicare", "service_date": "2025-10-15",
+                                           "place_of_service": "10", "diagnoses": ["I10"],
+                                           "lines": [{"code": "99213"}]}))
+    (tmp_path / "c.837").write_text(write_837(claims, policy))
+    (tmp_path / "enc.json").write_text(json.dumps({"E-1": {"encounter": {"modality": "video"},
+                                                           "patient": {"location": "home"}}}))
+    without = json.loads(invoke("scrub", tmp_path / "c.837", "--no-store", "--format", "json",
+                                "--known-on", "2025-10-20").stdout)
+    with_side = json.loads(invoke("scrub", tmp_path / "c.837", "--encounters", tmp_path / "enc.json", "--no-store",
+                                  "--format", "json", "--known-on", "2025-10-20").stdout)
+    # Without the side file the rule that decides lacks where the patient was, and says so.
+    (warning,) = without["claims"][0]["findings"]
+    assert (warning["rule"], warning["severity"], warning["missing"]) == (
+        "medicare.telehealth-home-non-behavioral", "warning", ["patient.location"])
+    assert [f["rule"] for f in with_side["claims"][0]["findings"]] == ["medicare.telehealth-home-non-behavioral"]
+    assert with_side["claims"][0]["status"] == "reject"
+
+
+def test_remits_command_prints_what_was_read():
+    table = invoke("remits", FIX / "managed-care.835")
+    assert table.exit_code == 0 and "claim 5554555444" in table.stdout and "PR-1 300.0" in table.stdout
+    data = json.loads(invoke("remits", FIX / "managed-care.835", "--format", "json").stdout)
+    assert data[0]["claims"][1]["lines"][0]["adjustments"][1] == {"group": "CO", "carc": "45", "amount": 50.0,
+                                                                   "quantity": None}
+
+
+MUTATIONS = 12
+
+
+def _mutations(text: str, rng: random.Random):
+    segments = text.split("~")
+    for _ in range(MUTATIONS):
+        kind = rng.choice(["truncate", "reorder", "garble", "drop", "duplicate", "delimiters"])
+        if kind == "truncate":
+            yield text[: rng.randrange(len(text))]
+        elif kind == "reorder":
+            shuffled = segments[:]
+            i, j = rng.randrange(len(shuffled)), rng.randrange(len(shuffled))
+            shuffled[i], shuffled[j] = shuffled[j], shuffled[i]
+            yield "~".join(shuffled)
+        elif kind == "garble":
+            chars = list(text)
+            for _ in range(rng.randrange(1, 20)):
+                chars[rng.randrange(len(chars))] = chr(rng.randrange(32, 127))
+            yield "".join(chars)
+        elif kind == "drop":
+            kept = segments[:]
+            del kept[rng.randrange(len(kept))]
+            yield "~".join(kept)
+        elif kind == "duplicate":
+            kept = segments[:]
+            i = rng.randrange(len(kept))
+            kept.insert(i, kept[i])
+            yield "~".join(kept)
+        else:
+            yield text.replace("*", "|", rng.randrange(1, 50))
+
+
+def test_fuzzed_interchanges_never_crash_or_hang(policy, tmp_path):
+    rng = random.Random(20261127)
+    sources = sorted(FIX.glob("*.837")) + sorted(FIX.glob("*.835"))
+    started = time.monotonic()
+    count = 0
+    for source in sources:
+        for n, mutated in enumerate(_mutations(source.read_text(), rng)):
+            path = tmp_path / f"m{count}.837"
+            path.write_text(mutated)
+            items = read_claim_files([path], policy)  # must not raise
+            for item in items:
+                assert isinstance(item, Claim) or item.errors
+            read_835(mutated)  # must not raise
+            count += 1
+    assert count == MUTATIONS * len(sources)
+    assert time.monotonic() - started < 300
