@@ -240,3 +240,20 @@ def test_fuzzed_interchanges_never_crash_or_hang(policy, tmp_path):
             count += 1
     assert count == MUTATIONS * len(sources)
     assert time.monotonic() - started < 300
+
+
+def test_remits_match_claims_by_id_and_lines_by_code_date_and_position():
+    from engine.x12.match import match
+
+    claims = parse_claims_text(json.dumps([
+        {"id": "5554555444", "payer": "commercial", "service_date": "2002-03-01",
+         "lines": [{"code": "99213"}, {"code": "99211"}]},
+        {"id": "8765432112", "payer": "commercial", "service_date": "2002-03-10", "lines": [{"code": "93000"}]}]))
+    remits = read_835((FIX / "managed-care.835").read_text())
+    matched, orphans = match(claims, remits)
+    assert orphans == []
+    first, second = matched
+    assert list(first.lines) == [2] and first.lines[2].code == "99211"  # by procedure, not position
+    assert list(second.lines) == [1] and second.lines[1].code == "93555"  # recoded: by position
+    _, orphans = match(claims[:1], remits)
+    assert [o.claim_id for o in orphans] == ["8765432112"]
