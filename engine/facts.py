@@ -60,6 +60,9 @@ def claim_facts(claim: Claim, snapshot: Snapshot) -> dict[str, Any]:
             _put(f, f"encounter.{name}", getattr(enc, name))
         if enc.mdm:
             f["encounter.mdm_rank"] = MDM_RANK[enc.mdm]
+        if enc.total_minutes is not None:
+            # Time on separately reported psychotherapy does not count toward the E/M level.
+            f["encounter.em_minutes"] = max(0, enc.total_minutes - (enc.psychotherapy_minutes or 0))
     if claim.incident_to:
         _put(f, "incident_to.performed_by", claim.incident_to.performed_by)
         _put(f, "incident_to.supervision", claim.incident_to.supervision)
@@ -77,7 +80,7 @@ def _time_units(f: dict[str, Any], claim: Claim, number: int, attrs: dict[str, A
         if start is None:
             continue
         f["line.units_start"] = start
-        minutes = f.get("encounter.total_minutes")
+        minutes = f.get("encounter.em_minutes")
         if minutes is not None:
             f["line.units_supported"] = (minutes - start) // attrs["unit_minutes"] + 1 if minutes >= start else 0
         return
@@ -121,6 +124,12 @@ def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], sn
         f["code.biller_ok"] = True
     if "primaries" in attrs:
         f["code.primary_on_claim"] = bool(f["claim.other_codes"] & set(attrs["primaries"]))
+    if "next_level" in attrs:
+        nxt = snapshot.code_attrs(attrs["next_level"], day) or {}
+        f["code.next_level"] = attrs["next_level"]
+        _put(f, "code.next_time_min", nxt.get("time_min"))
+        if "mdm" in nxt:
+            f["code.next_mdm_rank"] = MDM_RANK[nxt["mdm"]]
     if "unit_minutes" in attrs:
         _time_units(f, claim, number, attrs, snapshot, day)
 

@@ -59,6 +59,8 @@ FIELDS: dict[str, FieldSpec] = {
         _f("patient.rural", "bool", "patient.rural", "originating site is rural / outside an MSA"),
         _f("encounter.modality", "str", "encounter.modality", "in-person, video, audio-only, portal, remote-monitoring"),
         _f("encounter.total_minutes", "int", "encounter.total_minutes", "practitioner time on the date"),
+        _f("encounter.em_minutes", "int", "encounter.total_minutes",
+           "E/M time: total minutes on the date less psychotherapy minutes (reported separately)"),
         _f("encounter.psychotherapy_minutes", "int", "encounter.psychotherapy_minutes", "psychotherapy time"),
         _f("encounter.mdm", "str", "encounter.mdm", "medical decision making level"),
         _f("encounter.mdm_rank", "int", "encounter.mdm", "MDM as 1 straightforward .. 4 high"),
@@ -78,6 +80,9 @@ FIELDS: dict[str, FieldSpec] = {
         _f("code.time_min", "int", None, "minimum minutes for the code on the date"),
         _f("code.time_max", "int", None, "maximum minutes (range years only)"),
         _f("code.mdm_rank", "int", None, "MDM level the code needs, 1..4"),
+        _f("code.next_level", "str", None, "the next E/M level up, from the code table"),
+        _f("code.next_time_min", "int", None, "minutes the next level up needs on the date"),
+        _f("code.next_mdm_rank", "int", None, "MDM the next level up needs, 1..4"),
         _f("code.covered", "bool", None, "the payer covers the code on the date"),
         _f("code.telehealth", "bool", None, "the code is on the payer's telehealth list"),
         _f("code.replaced_by", "str", None, "what to bill instead"),
@@ -100,7 +105,7 @@ CODE_ATTRIBUTES: dict[str, Kind] = {
     "kind": "str", "family": "str", "status": "str", "summary": "str", "time_min": "int",
     "time_max": "int", "mdm": "str", "age_min": "int", "age_max": "int", "billers": "set",
     "primaries": "set", "covered": "bool", "telehealth": "bool", "replaced_by": "str", "mue": "int",
-    "unit_minutes": "int", "prolonged_start": "int",
+    "unit_minutes": "int", "prolonged_start": "int", "next_level": "str",
 }
 
 MDM_RANK = {"straightforward": 1, "low": 2, "moderate": 3, "high": 4}

@@ -60,6 +60,15 @@ class Snapshot:
         return (self.policy.digest, self.chain,
                 tuple((r.rule_id, r.revision.layer, r.revision.published) for r in self.rules))
 
+    def codes_on(self, day: dt.date) -> dict[str, dict[str, Any]]:
+        """Every code in force on a date (not deleted), with its merged attributes."""
+        found = {}
+        for code in self._codes:
+            attrs = self.code_attrs(code, day)
+            if attrs and attrs.get("status", "active") == "active":
+                found[code] = attrs
+        return found
+
     def code_known(self, code: str) -> bool:
         return code in self._codes
 

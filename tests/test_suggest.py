@@ -1,0 +1,149 @@
+"""Suggestions: candidate codings from the code table, judged by the same rules as scrub."""
+
+import datetime as dt
+import json
+
+import pytest
+from freezegun import freeze_time
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.claims import parse_claims_text
+from engine.scrub import scrub
+from engine.suggest import suggest
+
+TODAY = dt.date(2026, 11, 27)
+runner = CliRunner()
+
+
+def ask(policy, **raw):
+    raw.setdefault("rendering_provider", {"type": "MD"})
+    return suggest(raw, policy, TODAY)
+
+
+def billed(answer):
+    return [(ln.code, ln.modifiers, ln.units) for ln in answer.recommended.lines]
+
+
+def scrub_recommendation(policy, raw, answer):
+    rec = answer.recommended
+    claim = dict(raw, place_of_service=rec.place_of_service,
+                 lines=[{"code": ln.code, "modifiers": ln.modifiers, "units": ln.units} for ln in rec.lines])
+    claim["encounter"] = dict(claim.get("encounter") or {}, level_basis=rec.basis) \
+        if rec.basis in ("time", "mdm") else claim.get("encounter")
+    return scrub(parse_claims_text(json.dumps(dict(claim, id="S"))), policy, TODAY).claims[0]
+
+
+CASES = [
+    # psychiatry visit: MDM beats time once psychotherapy minutes leave E/M time
+    (dict(payer="aetna", service_date="2024-05-02",
+          encounter={"total_minutes": 38, "psychotherapy_minutes": 18, "mdm": "moderate"}),
+     [("99214", [], 1), ("90833", [], 1)], "mdm"),
+    # Medicare 2025 audio-only to the home with video declined: office E/M + 93, POS 10
+    (dict(payer="medicare", state="OH", service_date="2025-03-04", patient={"location": "home"},
+          encounter={"modality": "audio-only", "video_declined": True, "total_minutes": 24, "mdm": "low"}),
+     [("99213", ["93"], 1)], "time"),
+    # pre-2025 Medicare audio-only: the telephone code is covered (2020-03-01 to 2024-12-31)
+    (dict(payer="medicare", service_date="2024-06-03", patient={"location": "home"},
+          encounter={"modality": "audio-only", "total_minutes": 15}),
+     None, None),
+    # Medicare prolonged time: G2212 (not 99417) from 69 minutes
+    (dict(payer="medicare", service_date="2024-05-02", encounter={"total_minutes": 72, "mdm": "moderate"}),
+     [("99215", [], 1), ("G2212", [], 1)], "time"),
+    # commercial prolonged time: 99417 from 55 minutes, units by full 15 minutes
+    (dict(payer="commercial", service_date="2024-05-02", encounter={"total_minutes": 72}),
+     [("99215", [], 1), ("99417", [], 2)], "time"),
+    # 2021-2023 range era by time, new patient
+    (dict(payer="commercial", service_date="2022-05-02", patient={"new_patient": True},
+          encounter={"total_minutes": 50}),
+     [("99204", [], 1)], "time"),
+    # portal: who may report which e-visit code
+    (dict(payer="commercial", service_date="2024-05-02", encounter={"modality": "portal", "total_minutes": 15}),
+     [("99422", [], 1)], "minutes"),
+    (dict(payer="commercial", service_date="2024-05-02", rendering_provider={"type": "LCSW"},
+          encounter={"modality": "portal", "total_minutes": 15}),
+     [("98971", [], 1)], "minutes"),
+    # RPM in 2026: 2-15 days is 99445; 45 minutes is 99457 + 99458
+    (dict(payer="medicare", service_date="2026-03-31",
+          encounter={"modality": "remote-monitoring", "rpm_days": 10, "rpm_minutes": 45,
+                     "interactive_communication": True}),
+     [("99445", [], 1), ("99457", [], 1), ("99458", [], 1)], None),
+    # clinical staff incident-to
+    (dict(payer="medicare", service_date="2024-05-02", incident_to={"performed_by": "RN", "supervision": "in-suite"}),
+     [("99211", [], 1)], "service"),
+    # a psychologist with prescriptive authority: psychotherapy + 90863
+    (dict(payer="medicaid", state="NM", service_date="2024-05-02",
+          rendering_provider={"type": "psychologist", "prescribing_psychologist": True},
+          encounter={"psychotherapy_minutes": 45}),
+     [("90834", [], 1), ("90863", [], 1)], "minutes"),
+    # UHC 2023 video visit to the home: POS 10
+    (dict(payer="uhc", service_date="2023-05-02", patient={"location": "home"},
+          encounter={"modality": "video", "total_minutes": 32}),
+     [("99214", [], 1)], "time"),
+]
+
+
+@pytest.mark.parametrize("raw,expected,basis", CASES)
+def test_suggestions_and_the_scrubber_agree(policy, raw, expected, basis):
+    answer = ask(policy, **json.loads(json.dumps(raw)))
+    assert answer.recommended is not None
+    if expected is not None:
+        assert billed(answer) == expected
+    if basis is not None:
+        assert answer.recommended.basis == basis
+    # what suggest recommends, the scrubber does not reject
+    judged = scrub_recommendation(policy, dict(raw, rendering_provider=raw.get("rendering_provider", {"type": "MD"})),
+                                  answer)
+    assert judged.status != "reject", [f.message for f in judged.findings]
+
+
+def test_audio_only_2024_medicare_keeps_the_telephone_code_or_em_and_says_why(policy):
+    answer = ask(policy, payer="medicare", service_date="2024-06-03", patient={"location": "home"},
+                 encounter={"modality": "audio-only", "total_minutes": 15})
+    codes = [ln.code for ln in answer.recommended.lines]
+    assert codes in (["99442"], ["99212"])
+    assert answer.recommended.place_of_service in ("02", "10")
+
+
+def test_two_defensible_codings_show_the_better_paying_first(policy):
+    answer = ask(policy, payer="aetna", service_date="2024-05-02",
+                 encounter={"total_minutes": 38, "psychotherapy_minutes": 18, "mdm": "moderate"})
+    data = answer.as_dict()
+    by_time = next(a for a in data["alternatives"] if a["code"].startswith("99213 + 90833"))
+    assert by_time["basis"] == "time" and "better-paying" in by_time["why_not"]
+    why = {a["code"].split(" POS")[0]: a["why_not"] for a in data["alternatives"]}
+    assert "needs a higher level of medical decision making" in why["99215"]
+    assert why["90832 + 90863"].startswith("90863 is not the medication-management code")
+    assert any("Psychotherapy minutes" in d for d in data["documentation"])
+
+
+def test_medicare_prolonged_says_why_99417_loses(policy):
+    data = ask(policy, payer="medicare", service_date="2024-05-02",
+               encounter={"total_minutes": 72, "mdm": "moderate"}).as_dict()
+    why = {a["code"].split(" POS")[0]: a["why_not"] for a in data["alternatives"]}
+    assert why["99215 + 99417"] == "Medicare does not cover 99417 on 2024-05-02."
+
+
+def test_suggest_command_line_and_json():
+    with freeze_time("2026-11-27"):
+        table = runner.invoke(app, ["suggest", "--payer", "aetna", "--date", "2024-05-02", "--provider", "MD",
+                                    "--minutes", "38", "--psychotherapy", "18", "--mdm", "moderate"])
+        data = runner.invoke(app, ["suggest", "--payer", "medicare", "--state", "OH", "--date", "2025-03-04",
+                                   "--provider", "MD", "--modality", "audio-only", "--video-declined", "--minutes",
+                                   "24", "--mdm", "low", "--location", "home", "--format", "json"])
+        missing = runner.invoke(app, ["suggest", "--date", "2024-05-02"])
+    assert table.exit_code == 0 and "Bill: 99214 + 90833 POS 11" in table.stdout
+    rec = json.loads(data.stdout)["recommended"]
+    assert [(r["code"], r["modifiers"], r["place_of_service"]) for r in rec] == [("99213", ["93"], "10")]
+    assert set(rec[0]) >= {"code", "modifiers", "units", "place_of_service", "reason", "rule", "source"}
+    assert missing.exit_code == 2
+
+
+def test_suggest_from_a_file(tmp_path):
+    path = tmp_path / "visit.json"
+    path.write_text(json.dumps({"payer": "commercial", "service_date": "2024-05-02",
+                                "rendering_provider": {"type": "MD"}, "encounter": {"total_minutes": 72},
+                                "lines": [{"code": "99999"}]}))
+    with freeze_time("2026-11-27"):
+        result = runner.invoke(app, ["suggest", str(path), "--format", "json"])
+    assert [r["code"] for r in json.loads(result.stdout)["recommended"]] == ["99215", "99417"]
