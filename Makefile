@@ -19,6 +19,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m engine.bench
+	$(BIN)/python -m engine.bench_serve
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -378,6 +378,42 @@ def export(
     raise typer.Exit(0 if len(claims) == len(items) else 1)
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
+    port: int = typer.Option(8000, "--port"),
+    tokens_file: Optional[Path] = typer.Option(None, "--tokens-file", help="Bearer tokens, one per line "
+                                               "(also PAYERPOLICY_TOKENS, comma-separated)."),
+    db: Optional[str] = DbOpt,
+    no_store: bool = typer.Option(False, "--no-store"),
+    policies: Optional[Path] = PoliciesOpt,
+    max_body: int = typer.Option(5 * 2**20, "--max-body", help="Largest request body in bytes."),
+    max_claims: int = typer.Option(2000, "--max-claims", help="Most claims in one request."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds a request may take."),
+    openapi: bool = typer.Option(False, "--openapi", help="Print the OpenAPI schema and exit."),
+) -> None:
+    """Serve the scrubber over HTTP: /v1/scrub, /v1/suggest, /v1/whatif, /v1/policy, /v1/runs, /healthz."""
+    import logging
+
+    import uvicorn
+
+    from .service import Limits, create_app, load_tokens
+
+    policy = _load(policies)
+    tokens = load_tokens(tokens_file)
+    app_ = create_app(policy, None if no_store else Store(db), tokens,
+                      Limits(max_body_bytes=max_body, max_claims=max_claims, timeout_seconds=timeout))
+    if openapi:
+        sys.stdout.write(json.dumps(app_.openapi(), indent=2, sort_keys=True) + "\n")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not tokens:
+        err.print("[yellow]no tokens configured (PAYERPOLICY_TOKENS or --tokens-file): every data request "
+                  "will be refused[/]")
+    # uvicorn's access log prints raw paths and queries; the service logs routes instead.
+    uvicorn.run(app_, host=host, port=port, access_log=False, timeout_graceful_shutdown=30, log_level="info")
+
+
 @policy_app.command("validate")
 def policy_validate(policies: Optional[Path] = PoliciesOpt) -> None:
     """Load and check the policy tree; print every problem as file:line: message (exit 1 on any)."""

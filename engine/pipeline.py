@@ -26,7 +26,7 @@ def _is_x12(path: Path, text: str) -> bool:
     return path.suffix.lower() in X12_SUFFIXES or text.lstrip("\ufeff \r\n").startswith("ISA")
 
 
-def _x12_claims(path: Path, text: str, policy: PolicySet | None) -> list[Any]:
+def x12_items(name: str, text: str, policy: PolicySet | None) -> list[Any]:
     """An 837's claims as raw dicts, with structural problems attached or listed for the file."""
     from .x12.claim837 import read_837
     from .x12.validate import validate
@@ -42,15 +42,15 @@ def _x12_claims(path: Path, text: str, policy: PolicySet | None) -> list[Any]:
     for raw, (first, last) in zip(parsed.claims, parsed.spans):
         mine = [p for p in problems if p.segment is not None and first <= p.segment <= last]
         placed.update(id(p) for p in mine)
-        items.append(_Structural(raw, [InputError(f"{path.name} segment {p.segment}", p.reason) for p in mine])
+        items.append(_Structural(raw, [InputError(f"{name} segment {p.segment}", p.reason) for p in mine])
                      if mine else raw)
     rest = [(seg, reason) for seg, reason in parsed.errors] + \
            [(p.segment, p.reason) for p in problems if id(p) not in placed]
     if rest:
-        items.append(_Structural(None, [InputError(f"{path.name}" + (f" segment {seg}" if seg else ""), reason)
+        items.append(_Structural(None, [InputError(name + (f" segment {seg}" if seg else ""), reason)
                                         for seg, reason in rest]))
     if not parsed.claims and not rest:
-        items.append(_Structural(None, [InputError(path.name, "the interchange holds no 837 claims")]))
+        items.append(_Structural(None, [InputError(name, "the interchange holds no 837 claims")]))
     return items
 
 
@@ -100,9 +100,14 @@ def read_claim_files(paths: list[Path], policy: PolicySet | None = None,
             raws.append(InvalidClaim(None, 0, [InputError("file", f"{path.name} is not UTF-8 text")]))
             continue
         if _is_x12(path, text):
-            raws.extend(_x12_claims(path, text, policy))
+            raws.extend(x12_items(path.name, text, policy))
         else:
             raws.extend(_json_items(text))
+    return validate_items(raws, encounters)
+
+
+def validate_items(raws: list[Any], encounters: dict[str, dict[str, Any]] | None = None) -> list[Claim | InvalidClaim]:
+    """Raw items (dicts, structural results, unreadable entries) into claims, in order."""
     items: list[Claim | InvalidClaim] = []
     for position, raw in enumerate(raws, 1):
         if isinstance(raw, InvalidClaim):
