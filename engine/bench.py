@@ -23,8 +23,7 @@ from pathlib import Path
 from . import chaining
 from .claims import parse_claims_text
 from .policy.loader import load_policies
-from .report import to_json
-from .scrub import scrub
+from .scrub import scrub_iter
 
 PAYERS = [("medicare", None), ("medicaid", "TX"), ("medicaid", "NM"), ("medicaid", "NY"), ("commercial", None),
           ("aetna", "NY"), ("cigna", "TX"), ("uhc", "OH"), ("bcbs", "IL"), ("bcbs", "MI")]
@@ -106,20 +105,29 @@ def main() -> None:
 
         started = time.perf_counter()
         items = parse_claims_text(path.read_text())
-        result = scrub(items, policy, dt.date(2026, 11, 27), progress=progress)
-        report = to_json(result)
+        summary = {"claims": 0, "clean": 0, "review": 0, "reject": 0, "invalid": 0, "history": 0}
+        findings = 0
+        report_path = Path(tmp) / "report.jsonl"
+        # Results stream to the report as they come, so memory reflects the engine, not the output.
+        with report_path.open("w") as report:
+            for claim_result in scrub_iter(items, policy, dt.date(2026, 11, 27)):
+                report.write(json.dumps(claim_result.as_dict()) + "\n")
+                summary["claims"] += 1
+                summary[claim_result.status] += 1
+                findings += len(claim_result.findings)
+                progress(1)
+        report_size = report_path.stat().st_size
         total = time.perf_counter() - started
         chaining.CompiledRules.run = original_run
 
-    s = result.summary
-    findings = sum(len(c.findings) for c in result.claims)
+    s = summary
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     growth = samples[-1] - samples[0] if len(samples) >= 2 else 0.0
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
           f"{platform.system()}")
     print(f"claims: {s['claims']}, "
           f"clean {s['clean']}, review {s['review']}, reject {s['reject']}, invalid {s['invalid']}; "
-          f"findings {findings}; report {len(report) / 2**20:.0f} MB")
+          f"findings {findings}; report {report_size / 2**20:.0f} MB (JSON Lines, streamed)")
     print(f"whole scrub path: {total:.1f} s, {s['claims'] / total:,.0f} claims/s")
     print(f"rules step alone: {rules_time:.1f} s, {s['claims'] / rules_time:,.0f} claims/s")
     print(f"peak RSS: {peak:.0f} MB; RSS first tenth {samples[0]:.0f} MB, last tenth {samples[-1]:.0f} MB, "

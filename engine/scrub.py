@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .claims import Claim, InputError, InvalidClaim
 from .findings import Finding, claim_status
@@ -79,9 +79,9 @@ def _known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -
     return item
 
 
-def scrub(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
-          history: History | None = None, progress: Callable[[int], None] | None = None) -> ScrubResult:
-    """Judge every claim; a bad claim is reported as invalid and the batch goes on."""
+def scrub_iter(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
+               history: History | None = None) -> Iterator[ClaimResult]:
+    """Judge every claim, yielding each result as it is ready (a large batch need not be held)."""
     items = [_known_payer(item, policy, position) for position, item in enumerate(items, 1)]
     resolver = Resolver(policy)
     history = history if history is not None else History()
@@ -89,16 +89,23 @@ def scrub(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt
         if isinstance(item, Claim):
             add_to_history(history, item, position,
                            lambda day, code, c=item: _family(resolver, c, day, code, known_on))
-    results: list[ClaimResult] = []
     for position, item in enumerate(items, 1):
         if isinstance(item, InvalidClaim):
-            results.append(ClaimResult(item.id, position, "invalid", errors=item.errors))
+            yield ClaimResult(item.id, position, "invalid", errors=item.errors)
         elif item.adjudication is not None:
-            results.append(ClaimResult(item.id, position, "history"))
+            yield ClaimResult(item.id, position, "history")
         else:
             snapshot = resolver.get(item.payer, item.state, known_on)
             findings = judge_claim(item, snapshot, history, position)
-            results.append(ClaimResult(item.id, position, claim_status(findings), findings))
+            yield ClaimResult(item.id, position, claim_status(findings), findings)
+
+
+def scrub(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
+          history: History | None = None, progress: Callable[[int], None] | None = None) -> ScrubResult:
+    """Judge every claim; a bad claim is reported as invalid and the batch goes on."""
+    results: list[ClaimResult] = []
+    for result in scrub_iter(items, policy, known_on, history):
+        results.append(result)
         if progress:
             progress(1)
     return ScrubResult(policy.digest, known_on, results)

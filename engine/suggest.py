@@ -118,20 +118,17 @@ def _level_candidates(codes: dict[str, dict], kinds: list[str], new_patient: boo
     return by_kind
 
 
-def _supported(attrs: dict, minutes: int | None, mdm: int | None, basis: str, day: dt.date) -> bool:
+def _supported(attrs: dict, minutes: int | None, mdm: int | None, basis: str) -> bool:
     if basis == "time":
-        if minutes is None or "time_min" not in attrs:
-            return False
-        return minutes >= attrs["time_min"] and ("time_max" not in attrs or attrs["kind"] == "office-em-new"
-                                                or attrs["kind"] == "office-em-established" or minutes <= attrs["time_max"])
+        return minutes is not None and "time_min" in attrs and minutes >= attrs["time_min"]
     return mdm is not None and "mdm" in attrs and MDM_RANK[attrs["mdm"]] <= mdm
 
 
-def _best_level(levels: list[tuple[str, dict]], minutes: int | None, mdm: int | None, basis: str,
-                day: dt.date) -> tuple[str, dict] | None:
+def _best_level(levels: list[tuple[str, dict]], minutes: int | None, mdm: int | None,
+                basis: str) -> tuple[str, dict] | None:
     chosen = None
     for code, attrs in levels:
-        if _supported(attrs, minutes, mdm, basis, day):
+        if _supported(attrs, minutes, mdm, basis):
             chosen = (code, attrs)
     return chosen
 
@@ -145,10 +142,6 @@ def _addon(codes: dict[str, dict], kind: str, primary: str, minutes: int | None)
         if attrs.get("time_min", 0) <= minutes and ("time_max" not in attrs or minutes <= attrs["time_max"]):
             return code, attrs
     return None
-
-
-def _source(attrs: dict) -> str:
-    return attrs.get("_source", "")
 
 
 def suggest(raw: dict[str, Any], policy: PolicySet, known_on: dt.date) -> Suggestion:
@@ -189,7 +182,7 @@ def suggest(raw: dict[str, Any], policy: PolicySet, known_on: dt.date) -> Sugges
         bases = ["time", "mdm"] if day >= dt.date(2021, 1, 1) else ["mdm", "time"]
         for family, levels in families.items():
             for basis in bases:
-                chosen = _best_level(levels, minutes, mdm, basis, day)
+                chosen = _best_level(levels, minutes, mdm, basis)
                 index = levels.index(chosen) if chosen else -1
                 if chosen is not None and index + 1 < len(levels):
                     # The next level up, judged too, so the answer says what it would need.
@@ -325,12 +318,10 @@ def _with_places(codings: list[Coding], modality: str, probe: Claim) -> list[Cod
     places = ["02", "10", "11"]
     out = []
     for coding in codings:
-        telehealth = coding.lines[0].code
         for pos, extra in itertools.product(places, mods):
             lines = [Line(coding.lines[0].code, list(extra), coding.lines[0].units, coding.lines[0].reason)] + \
                     [Line(ln.code, list(ln.modifiers), ln.units, ln.reason) for ln in coding.lines[1:]]
             out.append(Coding(lines, pos, coding.basis, probe=coding.probe))
-        del telehealth
     return out
 
 
