@@ -3,6 +3,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+CHROMIUM := /usr/bin/chromium
+
 .PHONY: run test bench clean
 
 $(STAMP): pyproject.toml
@@ -14,12 +16,19 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/payerpolicy scrub examples/claims.json; test $$? -le 1
 
-test: $(STAMP)
+# The HTML report test renders in headless Chromium; install it where apt-get and root allow.
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "Chromium not installed: the browser test of the HTML report will be skipped"; fi
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m engine.bench
 	$(BIN)/python -m engine.bench_serve
+	$(BIN)/python -m engine.denials_bench
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

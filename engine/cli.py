@@ -305,6 +305,73 @@ def _print_comparisons(comparisons) -> None:
 
 
 @app.command()
+def denials(
+    claims_path: list[Path] = typer.Argument(..., metavar="CLAIMS REMITS",
+                                             help="Claim files or folders, then remittance files or folders "
+                                                  "(835 or CSV); the last path is the remits."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Write the HTML report here."),
+    worklist: Optional[Path] = typer.Option(None, "--worklist", help="Write the worklist CSV here."),
+    format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
+    payer: Optional[str] = typer.Option(None, "--payer", help="Judge every claim as this payer key."),
+    known_on: Optional[str] = KnownOnOpt,
+    db: Optional[str] = DbOpt,
+    no_store: bool = typer.Option(False, "--no-store", help="Analyse these files only; keep nothing."),
+    policies: Optional[Path] = PoliciesOpt,
+) -> None:
+    """Explain past denials: each remitted line re-judged as known at adjudication and today.
+
+    Lines are predicted, overturned (a later retroactive change: reprocess or appeal),
+    unexplained, false_positive or agreed_paid. With the store, claims and remits add to
+    what earlier runs kept, and the same files twice count once.
+    """
+    from .denials import RemitFileError, analyze, claim_files, read_remit_files, worklist_csv
+    from .denials_report import render
+
+    if len(claims_path) < 2:
+        raise typer.BadParameter("give the claims, then the remits", param_hint="CLAIMS REMITS")
+    policy = _load(policies)
+    try:
+        items = read_claim_files(claim_files(claims_path[:-1]), policy)
+        remits_read = read_remit_files(claims_path[-1:])
+    except (UsageError, FileNotFoundError, RemitFileError) as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2)
+    if payer:
+        if payer.lower() not in policy.payers:
+            raise typer.BadParameter(f"unknown payer '{payer}'", param_hint="--payer")
+        items = [i.model_copy(update={"payer": payer.lower()}) if isinstance(i, Claim) else i for i in items]
+    for bad in (i for i in items if not isinstance(i, Claim)):
+        err.print(f"claim {bad.id or bad.position} not analysed: "
+                  + "; ".join(f"{e.field}: {e.reason}" for e in bad.errors), highlight=False, markup=False)
+    claims = [i for i in items if isinstance(i, Claim)]
+    if not no_store:
+        store = Store(db)
+        store.add_denial_history(claims, remits_read)
+        claims, remits_read = store.denial_history()
+    show_progress = err.is_terminal and len(claims) >= PROGRESS_MIN
+    with Progress(TextColumn("re-judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not show_progress) as bar:
+        task = bar.add_task("denials", total=len(claims))
+        result = analyze(claims, remits_read, policy, known_on or clock.today(),
+                         progress=lambda n: bar.advance(task, n))
+    if report:
+        report.write_text(render(result), encoding="utf-8")
+    if worklist:
+        worklist.write_text(worklist_csv(result), encoding="utf-8")
+    if format is ShortFormat.json:
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
+        return
+    totals = result.totals()
+    out.print(f"{totals['lines']} remitted lines: " + ", ".join(
+        f"{n} {c.replace('_', ' ')}" for c, n in sorted(totals["by_category"].items())), highlight=False)
+    for row in result.worklist()[:20]:
+        out.print(f"  ${row['charge']:>9,.2f}  {row['claim_id']} line {row['line']} {row['code']}: {row['action']} "
+                  f"({row['rule']})", highlight=False, markup=False)
+    for pair in result.top_unexplained(5):
+        out.print(f"  unexplained {pair['carc']} from {pair['payer']}: {pair['lines']} line(s)", highlight=False)
+
+
+@app.command()
 def remits(
     files: list[Path] = typer.Argument(..., help="X12 835 remittance files."),
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),

@@ -103,6 +103,24 @@ class ClaimRecord(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text))
 
 
+class StoredClaim(SQLModel, table=True):
+    """A claim kept for denial analysis: one row per claim id, the latest version wins."""
+
+    claim_id: str = Field(primary_key=True)
+    payer: str
+    service_date: dt.date
+    body: str = Field(sa_column=Column(Text))
+
+
+class StoredRemit(SQLModel, table=True):
+    """A remitted claim (835 CLP or CSV rows): one row per claim, adjudication date and payer claim number."""
+
+    key: str = Field(primary_key=True)
+    claim_id: str = Field(index=True)
+    production_date: dt.date | None
+    body: str = Field(sa_column=Column(Text))
+
+
 def default_url() -> str:
     folder = Path(platformdirs.user_data_dir("payerpolicy", appauthor=False))
     folder.mkdir(parents=True, exist_ok=True)
@@ -221,6 +239,41 @@ class Store:
                                             status=claim_result.status, body=item.model_dump_json()))
             session.commit()
         return run_id
+
+    # ---- denial history ------------------------------------------------------------
+
+    def add_denial_history(self, claims: list[Claim], remits: list[Any]) -> tuple[int, int]:
+        """Keep claims and remits; the same file twice adds nothing. Returns (new claims, new remits)."""
+        new_claims = new_remits = 0
+        with Session(self.engine) as session:
+            for claim in claims:
+                row = session.get(StoredClaim, claim.id)
+                body = claim.model_dump_json()
+                if row is None:
+                    new_claims += 1
+                    session.add(StoredClaim(claim_id=claim.id, payer=claim.payer, service_date=claim.service_date,
+                                            body=body))
+                else:
+                    row.body, row.payer, row.service_date = body, claim.payer, claim.service_date
+            for remit in remits:
+                for rc in remit.claims:
+                    key = f"{rc.claim_id}|{remit.production_date}|{rc.payer_claim_number or ''}|{rc.status}"
+                    if session.get(StoredRemit, key) is None:
+                        new_remits += 1
+                        session.add(StoredRemit(key=key, claim_id=rc.claim_id, production_date=remit.production_date,
+                                                body=rc.model_dump_json()))
+            session.commit()
+        return new_claims, new_remits
+
+    def denial_history(self) -> tuple[list[Claim], list[Any]]:
+        from .x12.remit835 import RemitClaim, Remittance
+
+        with Session(self.engine) as session:
+            claims = [Claim.model_validate_json(r.body) for r in session.exec(select(StoredClaim))]
+            by_date: dict[Any, list[RemitClaim]] = {}
+            for r in session.exec(select(StoredRemit).order_by(StoredRemit.key)):
+                by_date.setdefault(r.production_date, []).append(RemitClaim.model_validate_json(r.body))
+        return claims, [Remittance(production_date=d, claims=c) for d, c in by_date.items()]
 
     def get_run(self, run_id: str) -> tuple[Run, list[FindingRow]]:
         with Session(self.engine) as session:

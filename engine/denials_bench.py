@@ -1,0 +1,132 @@
+"""A generated year of claims and remittances with known, planted causes of denial.
+
+    python -m engine.denials_bench [--claims 200000] [--seed 5]
+
+Used by the tests (small) and the benchmark (large): every claim's expected category per
+line is known, so the analysis can be checked line by line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import io
+import json
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+CAUSES = ["telephone-2025", "lapse-2025", "lapse-2026", "prolonged-medicare", "unexplained", "false-positive",
+          "clean-paid"]
+
+
+def _day(rng: random.Random, first: dt.date, last: dt.date) -> dt.date:
+    return first + dt.timedelta(days=rng.randrange((last - first).days + 1))
+
+
+def generate(count: int, seed: int) -> tuple[list[dict], str, dict[str, dict[int, str]]]:
+    rng = random.Random(seed)
+    claims: list[dict] = []
+    rows: list[dict] = []
+    expected: dict[str, dict[int, str]] = {}
+    for n in range(count):
+        cause = CAUSES[n % len(CAUSES)]
+        cid = f"Y-{n}"
+        patient = {"id": f"P-{n}", "location": "home"}
+        base = {"id": cid, "payer": "medicare", "state": "OH", "patient": patient,
+                "rendering_provider": {"npi": "1234567893", "type": "MD"}, "diagnoses": ["I10"]}
+        if cause == "telephone-2025":
+            dos = _day(rng, dt.date(2025, 3, 1), dt.date(2025, 9, 15))
+            claim = dict(base, service_date=dos.isoformat(), place_of_service="11",
+                         encounter={"modality": "in-person"}, lines=[{"code": "99442", "charge": 80.0}])
+            remit = [(1, "99442", 80.0, 0.0, "CO-181")]
+            adjudicated = dos + dt.timedelta(days=12)
+            want = {1: "predicted"}
+        elif cause == "lapse-2025":
+            dos = _day(rng, dt.date(2025, 10, 1), dt.date(2025, 10, 31))
+            claim = dict(base, service_date=dos.isoformat(), place_of_service="10",
+                         encounter={"modality": "video"}, lines=[{"code": "99213", "charge": 110.0}])
+            remit = [(1, "99213", 110.0, 0.0, "CO-96")]
+            adjudicated = min(dos + dt.timedelta(days=7), dt.date(2025, 11, 11))
+            want = {1: "overturned"}
+        elif cause == "lapse-2026":
+            dos = dt.date(2026, 1, 31) + dt.timedelta(days=rng.randrange(3))
+            claim = dict(base, service_date=dos.isoformat(), place_of_service="10",
+                         encounter={"modality": "video"}, lines=[{"code": "99214", "charge": 150.0}])
+            remit = [(1, "99214", 150.0, 0.0, "CO-96")]
+            adjudicated = dt.date(2026, 2, 2)
+            want = {1: "overturned"}
+        elif cause == "prolonged-medicare":
+            dos = _day(rng, dt.date(2025, 3, 1), dt.date(2026, 2, 28))
+            claim = dict(base, service_date=dos.isoformat(), place_of_service="11",
+                         encounter={"modality": "in-person", "level_basis": "time", "total_minutes": 72},
+                         lines=[{"code": "99215", "charge": 210.0}, {"code": "99417", "charge": 60.0}])
+            remit = [(1, "99215", 210.0, 160.0, ""), (2, "99417", 60.0, 0.0, "CO-96")]
+            adjudicated = dos + dt.timedelta(days=14)
+            want = {1: "agreed_paid", 2: "predicted"}
+        elif cause == "unexplained":
+            dos = _day(rng, dt.date(2025, 3, 1), dt.date(2026, 2, 28))
+            claim = dict(base, payer="commercial", service_date=dos.isoformat(), place_of_service="11",
+                         encounter={"modality": "in-person"}, lines=[{"code": "99213", "charge": 100.0}])
+            remit = [(1, "99213", 100.0, 0.0, "CO-197")]
+            adjudicated = dos + dt.timedelta(days=20)
+            want = {1: "unexplained"}
+        elif cause == "false-positive":
+            dos = _day(rng, dt.date(2025, 3, 1), dt.date(2026, 2, 28))
+            claim = dict(base, payer="aetna", state="NY", service_date=dos.isoformat(), place_of_service="02",
+                         encounter={"modality": "video"}, lines=[{"code": "99214", "charge": 140.0}])
+            remit = [(1, "99214", 140.0, 95.0, "")]
+            adjudicated = dos + dt.timedelta(days=9)
+            want = {1: "false_positive"}
+        else:
+            dos = _day(rng, dt.date(2025, 3, 1), dt.date(2026, 2, 28))
+            claim = dict(base, service_date=dos.isoformat(), place_of_service="11",
+                         encounter={"modality": "in-person"}, lines=[{"code": "99213", "charge": 100.0}])
+            remit = [(1, "99213", 100.0, 72.0, "")]
+            adjudicated = dos + dt.timedelta(days=10)
+            want = {1: "agreed_paid"}
+        claims.append(claim)
+        expected[cid] = want
+        for line, code, charge, paid, adjustment in remit:
+            rows.append({"claim_id": cid, "line": line, "code": code, "charge": f"{charge:.2f}", "paid": f"{paid:.2f}",
+                         "adjustments": adjustment + (f":{charge - paid:.2f}" if adjustment else ""),
+                         "remarks": "", "adjudication_date": adjudicated.isoformat()})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return claims, out.getvalue(), expected
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--claims", type=int, default=200_000)
+    parser.add_argument("--seed", type=int, default=5)
+    args = parser.parse_args()
+    from .claims import parse_claims_text
+    from .denials import analyze, read_remit_csv
+    from .policy.loader import load_policies
+
+    policy = load_policies()
+    claims_raw, remit_csv, _ = generate(args.claims, args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "claims.jsonl"
+        path.write_text("\n".join(json.dumps(c) for c in claims_raw))
+        del claims_raw
+        started = time.perf_counter()
+        claims = parse_claims_text(path.read_text())
+        remits = read_remit_csv(remit_csv)
+        report = analyze(claims, remits, policy, dt.date(2026, 11, 27))
+        totals = report.totals()
+        elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"denial analysis: {args.claims} claims, {totals['lines']} remitted lines in {elapsed:.1f} s "
+          f"({args.claims / elapsed:,.0f} claims/s, each judged twice); peak RSS {peak:.0f} MB")
+    print("categories: " + ", ".join(f"{k} {v}" for k, v in sorted(totals["by_category"].items())))
+
+
+if __name__ == "__main__":
+    main()

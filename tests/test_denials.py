@@ -1,0 +1,143 @@
+"""Historical denial analysis on a generated year with planted causes."""
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import shutil
+import subprocess
+
+import pytest
+from freezegun import freeze_time
+from typer.testing import CliRunner
+
+from engine.claims import parse_claims_text
+from engine.cli import app
+from engine.denials import RemitFileError, analyze, read_remit_csv
+from engine.denials_bench import generate
+from engine.denials_report import render
+
+from .conftest import ROOT
+
+TODAY = dt.date(2026, 11, 27)
+runner = CliRunner()
+
+
+def invoke(*args):
+    with freeze_time("2026-11-27"):
+        return runner.invoke(app, [str(a) for a in args])
+
+
+def year(tmp_path, count=70, seed=3):
+    claims, remit_csv, expected = generate(count, seed)
+    (tmp_path / "claims").mkdir(exist_ok=True)
+    (tmp_path / "claims" / "year.jsonl").write_text("\n".join(json.dumps(c) for c in claims))
+    (tmp_path / "remits").mkdir(exist_ok=True)
+    (tmp_path / "remits" / "year.csv").write_text(remit_csv)
+    return claims, remit_csv, expected
+
+
+def test_every_planted_denial_is_classified_right_and_totals_add_up(policy, tmp_path):
+    claims, remit_csv, expected = year(tmp_path, count=140, seed=9)
+    report = analyze(parse_claims_text(json.dumps(claims)), read_remit_csv(remit_csv), policy, TODAY)
+    got = {(ln.claim_id, ln.line): ln.category for ln in report.lines}
+    want = {(cid, line): cat for cid, lines in expected.items() for line, cat in lines.items()}
+    assert got == want
+    totals = report.totals()
+    assert sum(totals["by_category"].values()) == totals["lines"] == len(want)
+    charges = sum(line["charge"] for c in claims for line in c["lines"])
+    assert round(sum(totals["charges_by_category"].values()), 2) == round(charges, 2)
+    lapse = next(ln for ln in report.lines if ln.category == "overturned")
+    assert [f.rule for f in lapse.rules_then] == ["medicare.telehealth-home-non-behavioral"] and lapse.rules_now == []
+    predicted = next(ln for ln in report.lines if ln.code == "99442")
+    assert predicted.carc_match and predicted.carcs == ["CO-181"]
+
+
+def test_rule_statistics_and_worklist(policy, tmp_path):
+    claims, remit_csv, _ = year(tmp_path)
+    report = analyze(parse_claims_text(json.dumps(claims)), read_remit_csv(remit_csv), policy, TODAY)
+    stats = {(s["rule"], s["payer"]): s for s in report.rule_stats()}
+    deleted = stats[("medicare.telephone-em-deleted", "medicare")]
+    assert (deleted["precision"], deleted["recall"]) == (1.0, 1.0)
+    aetna = stats[("commercial.telehealth-indicator", "aetna")]
+    assert aetna["precision"] == 0.0  # every one was paid: a false-positive candidate
+    lapse = stats[("medicare.telehealth-home-non-behavioral", "medicare")]
+    assert lapse["agreed"] == lapse["fired"] == 20
+    worklist = report.worklist()
+    assert [w["charge"] for w in worklist] == sorted((w["charge"] for w in worklist), reverse=True)
+    assert {w["action"] for w in worklist} == {"correct and resubmit", "reprocess or appeal"}
+    assert len(worklist) == 40
+    assert report.top_unexplained()[0]["carc"] == "CO-197"
+    assert set(report.trends()) == {"month", "payer", "family", "carc"}
+
+
+def test_denials_command_json_csv_html_and_history(tmp_path, db_url):
+    year(tmp_path)
+    args = ("denials", tmp_path / "claims", tmp_path / "remits", "--db", db_url)
+    result = invoke(*args, "--format", "json", "--report", tmp_path / "r.html", "--worklist", tmp_path / "w.csv")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["totals"]["by_category"] == {"predicted": 20, "overturned": 20, "unexplained": 10,
+                                             "false_positive": 10, "agreed_paid": 20}
+    assert set(data["lines"][0]) >= {"claim_id", "line", "code", "carcs", "category"}
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "w.csv").read_text())))
+    assert len(rows) == 40 and rows[0]["source"]
+    page = (tmp_path / "r.html").read_text()
+    assert page.startswith("<!doctype html>") and "<script" not in page and page.count("<svg") == 5
+    # the same files again count once; a new month adds to the history
+    again = json.loads(invoke(*args, "--format", "json").stdout)
+    assert again["totals"] == data["totals"]
+    more_claims, more_csv, _ = generate(7, 99)
+    more = tmp_path / "more"
+    more.mkdir()
+    (more / "c.json").write_text(json.dumps([dict(c, id="N" + c["id"]) for c in more_claims]))
+    (more / "r.csv").write_text(more_csv.replace("Y-", "NY-"))
+    grown = json.loads(invoke("denials", more / "c.json", more / "r.csv", "--db", db_url, "--format", "json").stdout)
+    assert grown["totals"]["lines"] == data["totals"]["lines"] + 8
+    table = invoke(*args)
+    assert "remitted lines" in table.stdout and "reprocess or appeal" in table.stdout
+
+
+def test_bad_remit_csv_and_missing_files_are_usage_errors(tmp_path):
+    year(tmp_path)
+    (tmp_path / "bad.csv").write_text("claim_id,line\nX,1\n")
+    with pytest.raises(RemitFileError):
+        read_remit_csv((tmp_path / "bad.csv").read_text())
+    assert invoke("denials", tmp_path / "claims", tmp_path / "bad.csv", "--no-store").exit_code == 2
+    assert invoke("denials", tmp_path / "nope", tmp_path / "remits", "--no-store").exit_code == 2
+
+
+def test_835_remits_join_to_claims(tmp_path):
+    claims = [{"id": "5554555444", "payer": "commercial", "service_date": "2024-03-01",
+               "lines": [{"code": "99211", "charge": 800.0}]},
+              {"id": "8765432112", "payer": "commercial", "service_date": "2024-03-10",
+               "lines": [{"code": "93555", "charge": 1200.0}]}]
+    (tmp_path / "c.json").write_text(json.dumps(claims))
+    data = json.loads(invoke("denials", tmp_path / "c.json", ROOT / "tests" / "fixtures" / "x12" / "managed-care.835",
+                             "--no-store", "--format", "json").stdout)
+    assert [(ln["claim_id"], ln["category"], ln["adjudicated"]) for ln in data["lines"]] == [
+        ("5554555444", "agreed_paid", "2002-03-14"), ("8765432112", "agreed_paid", "2002-03-14")]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None and os.environ.get("CI") != "true",
+                    reason="Chromium is not installed here (make test installs it where it can)")
+def test_the_html_report_renders_its_charts_and_totals_in_a_browser(policy, tmp_path):
+    assert CHROMIUM, "make test installs Chromium for CI"
+    claims, remit_csv, _ = year(tmp_path)
+    report = analyze(parse_claims_text(json.dumps(claims)), read_remit_csv(remit_csv), policy, TODAY)
+    page = tmp_path / "report.html"
+    page.write_text(render(report))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120).stdout
+    assert dom.count("<svg") == 5 and 'id="total-overturned">20<' in dom and "$4,000.00" in dom
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
+                   capture_output=True, timeout=120)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
