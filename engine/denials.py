@@ -98,7 +98,23 @@ def claim_files(paths: list[Path]) -> list[Path]:
     return _expand(paths, {".json", ".jsonl", ".837", ".x12", ".edi", ".txt"})
 
 
-@dataclass
+@dataclass(slots=True, frozen=True)
+class RuleHit:
+    """What the analysis keeps of a finding (a year of lines must not hold every trace)."""
+
+    rule: str
+    revision: str
+    carc: str | None
+    message: str
+    fix: str | None
+    source: str
+
+    @classmethod
+    def of(cls, f: Finding) -> "RuleHit":
+        return cls(f.rule, f.revision, f.carc, f.message, f.fix["text"] if f.fix else None, f.source)
+
+
+@dataclass(slots=True)
 class LineOutcome:
     claim_id: str
     line: int
@@ -110,8 +126,8 @@ class LineOutcome:
     paid: float
     carcs: list[str]  # "CO-96"
     category: str
-    rules_then: list[Finding] = field(default_factory=list)
-    rules_now: list[Finding] = field(default_factory=list)
+    rules_then: list[RuleHit] = field(default_factory=list)
+    rules_now: list[RuleHit] = field(default_factory=list)
     carc_match: bool = False
     family: str | None = None
 
@@ -123,7 +139,7 @@ class LineOutcome:
             "charge": round(self.charge, 2), "paid": round(self.paid, 2), "carcs": self.carcs,
             "category": self.category, "carc_match": self.carc_match,
             "rules_then": [f.rule for f in self.rules_then], "rules_now": [f.rule for f in self.rules_now],
-            "fix": self.rules_then[0].fix["text"] if self.rules_then and self.rules_then[0].fix else None,
+            "fix": self.rules_then[0].fix if self.rules_then else None,
             "source": self.rules_then[0].source if self.rules_then else None,
         }
 
@@ -204,7 +220,7 @@ class DenialReport:
                 f = ln.rules_now[0]
                 rows.append({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
                              "charge": round(ln.charge, 2), "action": "correct and resubmit", "rule": f.rule,
-                             "reason": f.message, "fix": f.fix["text"] if f.fix else "", "source": f.source})
+                             "reason": f.message, "fix": f.fix or "", "source": f.source})
             elif ln.category == "overturned":
                 f = ln.rules_then[0]
                 rows.append({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
@@ -265,8 +281,8 @@ def analyze(claims: list[Claim], remits: list[Remittance], policy: PolicySet, to
                 if rl is None and pair.lines:
                     continue  # a line the payer did not adjudicate separately
                 denied, carcs = _denied(pair.remit, rl)
-                errors_then = [f for f in a.findings if f.line == number and f.severity == "error"]
-                errors_now = [f for f in b.findings if f.line == number and f.severity == "error"]
+                errors_then = [RuleHit.of(f) for f in a.findings if f.line == number and f.severity == "error"]
+                errors_now = [RuleHit.of(f) for f in b.findings if f.line == number and f.severity == "error"]
                 if denied:
                     category = ("unexplained" if not errors_then else "overturned" if not errors_now else "predicted")
                 else:
