@@ -316,8 +316,7 @@ class CompiledRules:
         with _lock:
             session = _Session(sid=f"c{next(_sessions)}")
             self._current = session
-            stored: list[tuple[str, dict]] = []
-            session.stored = stored
+            stored = session.stored
             try:
                 flat = [flatten(f) for f in lines]
                 if self.derive_name:

@@ -28,7 +28,7 @@ from .store import Store
 app = typer.Typer(help="A payer-policy rules engine for professional claims: scrub, explain, ask what-if.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 policy_app = typer.Typer(help="Validate, test and inspect the policy tree.", no_args_is_help=True)
-runs_app = typer.Typer(help="Stored scrub runs: list, show, replay.", no_args_is_help=True)
+runs_app = typer.Typer(help="Stored scrub runs: list and replay.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(runs_app, name="runs")
 
@@ -153,9 +153,11 @@ def suggest(
     policies: Optional[Path] = PoliciesOpt,
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
 ) -> None:
-    """What to bill for an encounter: codes, modifiers, POS and units, with the reasons, the
-    alternatives and why they lose, and what the note must contain. Every candidate coding is
-    judged by the same rules as scrub."""
+    """What to bill for an encounter: codes, modifiers, POS and units, with reasons and alternatives.
+
+    Shows why each alternative loses and what the note must contain; every candidate coding
+    is judged by the same rules as scrub.
+    """
     from .suggest import suggest as run_suggest
 
     policy = _load(policies)

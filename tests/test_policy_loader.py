@@ -172,3 +172,11 @@ def test_derive_rules_keep_to_positive_facts(policy_copy):
     assert errors_of(policy_copy) == [
         "commercial/cigna/more.yaml:3: rule commercial.cigna.odd: a derive rule may not test for an absent derived fact"]
 
+
+
+def test_broken_payers_and_taxonomy_files_are_reported_not_raised(policy_copy):
+    (policy_copy / "payers.yaml").write_text("payers:\n  medicare: [\n")
+    (policy_copy / "taxonomy.yaml").write_text("source: x\ntaxonomy:\n  '20': surgeon\n")
+    errs = errors_of(policy_copy)
+    assert any(e.startswith("payers.yaml:") and "YAML syntax" in e for e in errs)
+    assert any(e.startswith("taxonomy.yaml:3: taxonomy.20:") for e in errs)

@@ -90,34 +90,32 @@ class _Loader:
 
     # ---- files ---------------------------------------------------------------------
 
-    def load_payers(self) -> None:
-        path = self.root / PAYERS_FILE
+    def _tree_file(self, name: str, model, required: bool):
+        """A top-level file of the tree (payers.yaml, taxonomy.yaml), validated, or None."""
+        path = self.root / name
         if not path.is_file():
-            self.err(PAYERS_FILE, 1, "missing: the tree needs a payers.yaml naming each payer's layers")
-            return
-        doc = load_yaml(path, PAYERS_FILE)
+            if required:
+                self.err(name, 1, "missing: the tree needs a payers.yaml naming each payer's layers")
+            return None
         try:
-            parsed = PayersFile.model_validate(doc)
+            doc = load_yaml(path, name)
+            return model.model_validate(doc)
+        except PolicyError as exc:
+            self.errors.append(exc)
         except ValidationError as exc:
-            self.errors.extend(_pydantic_errors(exc, doc, PAYERS_FILE))
-            return
-        for key, spec in parsed.payers.items():
+            self.errors.extend(_pydantic_errors(exc, doc, name))
+        return None
+
+    def load_payers(self) -> None:
+        parsed = self._tree_file(PAYERS_FILE, PayersFile, required=True)
+        for key, spec in (parsed.payers.items() if parsed else []):
             self.payers[key] = Payer(key=key, name=spec.name, plan_class=spec.plan_class, layers=spec.layers,
                                      states={s.upper(): v for s, v in spec.states.items()},
                                      x12_payer_ids=spec.x12_payer_ids)
 
     def load_taxonomy(self) -> None:
-        path = self.root / TAXONOMY_FILE
-        self.taxonomy = {}
-        if not path.is_file():
-            return
-        doc = load_yaml(path, TAXONOMY_FILE)
-        try:
-            parsed = TaxonomyFile.model_validate(doc)
-        except ValidationError as exc:
-            self.errors.extend(_pydantic_errors(exc, doc, TAXONOMY_FILE))
-            return
-        self.taxonomy = {str(k).upper(): v for k, v in parsed.taxonomy.items()}
+        parsed = self._tree_file(TAXONOMY_FILE, TaxonomyFile, required=False)
+        self.taxonomy = {str(k).upper(): v for k, v in parsed.taxonomy.items()} if parsed else {}
 
     def load_file(self, path: Path) -> None:
         rel = path.relative_to(self.root)
