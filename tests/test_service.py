@@ -188,3 +188,51 @@ def test_the_committed_openapi_schema_is_current():
     app = create_app(POLICY, None, {TOKEN})
     committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
     assert committed == json.loads(json.dumps(app.openapi(), sort_keys=True))
+
+
+def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path):
+    """SIGTERM during a batch: the batch is answered in full and its run is stored whole."""
+    import http.client
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from engine.bench import synthetic_claims
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = f"sqlite:///{tmp_path / 'served.sqlite'}"
+    server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--db", db],
+                              env=dict(os.environ, PAYERPOLICY_TOKENS=TOKEN), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                probe.request("GET", "/healthz")
+                if probe.getresponse().status == 200:
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        body = json.dumps(synthetic_claims(1500, seed=3))
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn.request("POST", "/v1/scrub", body=body, headers=dict(AUTH, **{"Content-Type": "application/json"}))
+        time.sleep(0.5)
+        server.send_signal(signal.SIGTERM)
+        response = conn.getresponse()
+        data = json.loads(response.read())
+        assert response.status == 200 and data["summary"]["claims"] == 1500
+        # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status is the signal.
+        assert server.wait(timeout=60) in (0, -signal.SIGTERM)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    run, rows = Store(db).get_run(data["run_id"])
+    assert run.claims == 1500 and len(rows) == sum(len(c.get("findings", [])) for c in data["claims"])

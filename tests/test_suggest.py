@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from engine.cli import app
 from engine.claims import parse_claims_text
 from engine.scrub import scrub
+from engine.policy.snapshot import resolve
 from engine.suggest import suggest
 
 TODAY = dt.date(2026, 11, 27)
@@ -147,3 +148,39 @@ def test_suggest_from_a_file(tmp_path):
     with freeze_time("2026-11-27"):
         result = runner.invoke(app, ["suggest", str(path), "--format", "json"])
     assert [r["code"] for r in json.loads(result.stdout)["recommended"]] == ["99215", "99417"]
+
+
+def test_suggest_never_recommends_a_coding_the_policy_cases_reject(policy):
+    """Checked against the policy's own cases: for the same facts, a coding the scrubber
+    rejects in a case is never what suggest recommends."""
+    checked = 0
+    for case in policy.cases:
+        claim = dict(case.claim)
+        if len(claim["lines"]) != 1 or case.history:
+            continue
+        known = case.known_on or TODAY
+        outcome = scrub(parse_claims_text(json.dumps(claim)), policy, known).claims[0]
+        if outcome.status != "reject":
+            continue
+        encounter = dict(claim.get("encounter") or {})
+        if "total_minutes" not in encounter and "mdm" not in encounter:
+            # Give suggest the time the billed level needs, so only the rest of the coding is in question.
+            snap = resolve(policy, claim["payer"], claim.get("state"), known)
+            attrs = snap.code_attrs(claim["lines"][0]["code"], dt.date.fromisoformat(claim["service_date"])) or {}
+            if "time_min" not in attrs:
+                continue
+            encounter["total_minutes"] = attrs["time_min"]
+            claim["encounter"] = encounter
+        try:
+            answer = suggest(claim, policy, known)
+        except ValueError:
+            continue
+        if answer.recommended is None:
+            continue
+        line = claim["lines"][0]
+        rejected = (line["code"], sorted(line.get("modifiers", [])), claim.get("place_of_service"))
+        recommended = [(ln.code, sorted(ln.modifiers), answer.recommended.place_of_service)
+                       for ln in answer.recommended.lines]
+        assert rejected not in recommended, case.name
+        checked += 1
+    assert checked >= 20
