@@ -17,7 +17,7 @@ from rich.table import Table
 from . import clock
 from .cases import run_cases
 from .claims import Claim
-from .pipeline import UsageError, read_claim_files, read_encounters, replay, scrub_items
+from .pipeline import UsageError, iter_claim_files, read_claim_files, read_encounters, replay, scrub_items
 from .policy.fields import describe
 from .policy.loader import PolicyLoadError, load_policies
 from .policy.model import PolicySet
@@ -332,30 +332,39 @@ def denials(
     if len(claims_path) < 2:
         raise typer.BadParameter("give the claims, then the remits", param_hint="CLAIMS REMITS")
     policy = _load(policies)
+    if payer and payer.lower() not in policy.payers:
+        raise typer.BadParameter(f"unknown payer '{payer}'", param_hint="--payer")
     try:
-        items = read_claim_files(claim_files(claims_path[:-1]), policy)
+        files = claim_files(claims_path[:-1])
         remits_read = read_remit_files(claims_path[-1:])
-    except (UsageError, FileNotFoundError, RemitFileError) as exc:
+    except (FileNotFoundError, RemitFileError) as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2)
-    if payer:
-        if payer.lower() not in policy.payers:
-            raise typer.BadParameter(f"unknown payer '{payer}'", param_hint="--payer")
-        items = [i.model_copy(update={"payer": payer.lower()}) if isinstance(i, Claim) else i for i in items]
-    for bad in (i for i in items if not isinstance(i, Claim)):
-        err.print(f"claim {bad.id or bad.position} not analysed: "
-                  + "; ".join(f"{e.field}: {e.reason}" for e in bad.errors), highlight=False, markup=False)
-    claims = [i for i in items if isinstance(i, Claim)]
-    if not no_store:
-        store = Store(db)
-        store.add_denial_history(claims, remits_read)
-        claims, remits_read = store.denial_history()
-    show_progress = err.is_terminal and len(claims) >= PROGRESS_MIN
-    with Progress(TextColumn("re-judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not show_progress) as bar:
-        task = bar.add_task("denials", total=len(claims))
-        result = analyze(claims, remits_read, policy, known_on or clock.today(),
-                         progress=lambda n: bar.advance(task, n))
+
+    def valid_claims():
+        for item in iter_claim_files(files, policy):
+            if isinstance(item, Claim):
+                yield item.model_copy(update={"payer": payer.lower()}) if payer else item
+            else:
+                err.print(f"claim {item.id or item.position} not analysed: "
+                          + "; ".join(f"{e.field}: {e.reason}" for e in item.errors), highlight=False, markup=False)
+
+    try:
+        if no_store:
+            claims, total = valid_claims(), None
+        else:
+            store = Store(db)
+            store.add_denial_history(list(valid_claims()), remits_read)
+            claims, remits_read, total = store.denial_claims(), store.denial_remits(), store.denial_claim_count()
+        show_progress = err.is_terminal and (total or 0) >= PROGRESS_MIN
+        with Progress(TextColumn("re-judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=err, transient=True, disable=not show_progress) as bar:
+            task = bar.add_task("denials", total=total)
+            result = analyze(claims, remits_read, policy, known_on or clock.today(),
+                             progress=lambda n: bar.advance(task, n), keep_lines=format is ShortFormat.json)
+    except UsageError as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2)
     if report:
         report.write_text(render(result), encoding="utf-8")
     if worklist:

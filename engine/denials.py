@@ -15,14 +15,14 @@ import io
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .claims import Claim
 from .findings import Finding
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
 from .scrub import scrub_iter
-from .x12.match import match
+from .x12.match import match_claim
 from .x12.remit835 import Adjustment, RemitClaim, RemitLine, Remittance, read_835
 
 CSV_COLUMNS = ["claim_id", "line", "code", "charge", "paid", "adjustments", "remarks", "adjudication_date"]
@@ -144,92 +144,92 @@ class LineOutcome:
         }
 
 
-@dataclass
 class DenialReport:
-    known_on: dt.date
-    lines: list[LineOutcome]
-    unmatched_remits: list[str]
-    unremitted_claims: list[str]
+    """The analysis, aggregated line by line as lines arrive, so a year need not be held.
+
+    ``lines`` keeps every line's outcome only when asked (the JSON output lists them)."""
+
+    def __init__(self, known_on: dt.date, keep_lines: bool = True):
+        self.known_on = known_on
+        self.keep_lines = keep_lines
+        self.lines: list[LineOutcome] = []
+        self.unmatched_remits: list[str] = []
+        self.unremitted_claims: list[str] = []
+        self._counts: dict[str, int] = defaultdict(int)
+        self._dollars: dict[str, float] = defaultdict(float)
+        self._stats: dict[tuple[str, str], dict[str, Any]] = {}
+        self._denied_by_carc: dict[tuple[str, str], int] = defaultdict(int)
+        self._trends: dict[str, dict[str, dict[str, float]]] = {"month": {}, "payer": {}, "family": {}, "carc": {}}
+        self._unexplained: dict[tuple[str, str], dict[str, Any]] = {}
+        self._worklist: list[dict[str, Any]] = []
+
+    def add(self, ln: LineOutcome) -> None:
+        if self.keep_lines:
+            self.lines.append(ln)
+        self._counts[ln.category] += 1
+        self._dollars[ln.category] += ln.charge
+        denied = ln.category in ("predicted", "overturned", "unexplained")
+        if denied:
+            for carc in {c.split("-", 1)[1] for c in ln.carcs}:
+                self._denied_by_carc[(ln.payer, carc)] += 1
+            keys = {"month": ln.service_date.strftime("%Y-%m"), "payer": ln.payer, "family": ln.family or "other"}
+            for axis, key in list(keys.items()) + [("carc", c) for c in (ln.carcs or ["(none)"])]:
+                bucket = self._trends[axis].setdefault(key, {"denied": 0, "dollars": 0.0})
+                bucket["denied"] += 1
+                bucket["dollars"] = round(bucket["dollars"] + ln.charge, 2)
+        for f in ln.rules_then:
+            s = self._stats.setdefault((f.rule, ln.payer), {"rule": f.rule, "payer": ln.payer, "carc": f.carc,
+                                                            "fired": 0, "agreed": 0, "caught": 0, "dollars": 0.0})
+            s["fired"] += 1
+            s["dollars"] += ln.charge
+            if ln.category in ("predicted", "overturned"):
+                s["agreed"] += 1
+                if f.carc and any(c.endswith("-" + f.carc) for c in ln.carcs):
+                    s["caught"] += 1
+        if ln.category == "unexplained":
+            for carc in ln.carcs or ["(none)"]:
+                p = self._unexplained.setdefault((carc, ln.payer), {"carc": carc, "payer": ln.payer, "lines": 0,
+                                                                    "dollars": 0.0})
+                p["lines"] += 1
+                p["dollars"] = round(p["dollars"] + ln.charge, 2)
+        if ln.category == "predicted" and ln.rules_now:
+            f = ln.rules_now[0]
+            self._worklist.append({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
+                                   "charge": round(ln.charge, 2), "action": "correct and resubmit", "rule": f.rule,
+                                   "reason": f.message, "fix": f.fix or "", "source": f.source})
+        elif ln.category == "overturned":
+            f = ln.rules_then[0]
+            self._worklist.append({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
+                                   "charge": round(ln.charge, 2), "action": "reprocess or appeal", "rule": f.rule,
+                                   "reason": f"denied under {f.rule} revision {f.revision}; as known today the line "
+                                             f"is payable (a later change applies retroactively)",
+                                   "fix": "Ask the payer to reprocess, or appeal citing the retroactive change.",
+                                   "source": f.source})
 
     def totals(self) -> dict[str, Any]:
-        counts: dict[str, int] = defaultdict(int)
-        dollars: dict[str, float] = defaultdict(float)
-        for ln in self.lines:
-            counts[ln.category] += 1
-            dollars[ln.category] += ln.charge
-        return {"lines": len(self.lines), "by_category": dict(counts),
-                "charges_by_category": {k: round(v, 2) for k, v in dollars.items()},
-                "denied_lines": sum(counts[c] for c in ("predicted", "overturned", "unexplained")),
+        lines = sum(self._counts.values())
+        return {"lines": lines, "by_category": dict(self._counts),
+                "charges_by_category": {k: round(v, 2) for k, v in self._dollars.items()},
+                "denied_lines": sum(self._counts[c] for c in ("predicted", "overturned", "unexplained")),
                 "unmatched_remits": len(self.unmatched_remits), "unremitted_claims": len(self.unremitted_claims)}
 
     def rule_stats(self) -> list[dict[str, Any]]:
-        stats: dict[tuple[str, str], dict[str, Any]] = {}
-        denied_by_carc: dict[tuple[str, str], int] = defaultdict(int)
-        for ln in self.lines:
-            if ln.category in ("predicted", "overturned", "unexplained"):
-                for carc in {c.split("-", 1)[1] for c in ln.carcs}:
-                    denied_by_carc[(ln.payer, carc)] += 1
-        for ln in self.lines:
-            for f in ln.rules_then:
-                s = stats.setdefault((f.rule, ln.payer), {"rule": f.rule, "payer": ln.payer, "carc": f.carc,
-                                                          "fired": 0, "agreed": 0, "caught": 0, "dollars": 0.0})
-                s["fired"] += 1
-                s["dollars"] += ln.charge
-                if ln.category in ("predicted", "overturned"):
-                    s["agreed"] += 1
-                    if f.carc and any(c.endswith("-" + f.carc) for c in ln.carcs):
-                        s["caught"] += 1
         out = []
-        for (rule, payer), s in sorted(stats.items()):
-            total = denied_by_carc.get((payer, s["carc"]), 0)
+        for (rule, payer), s in sorted(self._stats.items()):
+            total = self._denied_by_carc.get((payer, s["carc"]), 0)
             out.append(dict(s, dollars=round(s["dollars"], 2),
                             precision=round(s["agreed"] / s["fired"], 3) if s["fired"] else None,
                             recall=round(s["caught"] / total, 3) if total else None))
         return out
 
     def trends(self) -> dict[str, dict[str, dict[str, float]]]:
-        out: dict[str, dict[str, dict[str, float]]] = {"month": {}, "payer": {}, "family": {}, "carc": {}}
-        for ln in self.lines:
-            if ln.category not in ("predicted", "overturned", "unexplained"):
-                continue
-            keys = {"month": ln.service_date.strftime("%Y-%m"), "payer": ln.payer, "family": ln.family or "other"}
-            for axis, key in keys.items():
-                bucket = out[axis].setdefault(key, {"denied": 0, "dollars": 0.0})
-                bucket["denied"] += 1
-                bucket["dollars"] = round(bucket["dollars"] + ln.charge, 2)
-            for carc in ln.carcs or ["(none)"]:
-                bucket = out["carc"].setdefault(carc, {"denied": 0, "dollars": 0.0})
-                bucket["denied"] += 1
-                bucket["dollars"] = round(bucket["dollars"] + ln.charge, 2)
-        return {axis: dict(sorted(values.items())) for axis, values in out.items()}
+        return {axis: dict(sorted(values.items())) for axis, values in self._trends.items()}
 
     def top_unexplained(self, limit: int = 10) -> list[dict[str, Any]]:
-        pairs: dict[tuple[str, str], dict[str, Any]] = {}
-        for ln in self.lines:
-            if ln.category == "unexplained":
-                for carc in ln.carcs or ["(none)"]:
-                    p = pairs.setdefault((carc, ln.payer), {"carc": carc, "payer": ln.payer, "lines": 0, "dollars": 0.0})
-                    p["lines"] += 1
-                    p["dollars"] = round(p["dollars"] + ln.charge, 2)
-        return sorted(pairs.values(), key=lambda p: (-p["lines"], -p["dollars"]))[:limit]
+        return sorted(self._unexplained.values(), key=lambda p: (-p["lines"], -p["dollars"]))[:limit]
 
     def worklist(self) -> list[dict[str, Any]]:
-        rows = []
-        for ln in self.lines:
-            if ln.category == "predicted" and ln.rules_now:
-                f = ln.rules_now[0]
-                rows.append({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
-                             "charge": round(ln.charge, 2), "action": "correct and resubmit", "rule": f.rule,
-                             "reason": f.message, "fix": f.fix or "", "source": f.source})
-            elif ln.category == "overturned":
-                f = ln.rules_then[0]
-                rows.append({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
-                             "charge": round(ln.charge, 2), "action": "reprocess or appeal", "rule": f.rule,
-                             "reason": f"denied under {f.rule} revision {f.revision}; as known today the line is "
-                                       f"payable (a later change applies retroactively)",
-                             "fix": "Ask the payer to reprocess, or appeal citing the retroactive change.",
-                             "source": f.source})
-        return sorted(rows, key=lambda r: -r["charge"])
+        return sorted(self._worklist, key=lambda r: -r["charge"])
 
     def as_dict(self) -> dict[str, Any]:
         return {"known_on": self.known_on.isoformat(), "totals": self.totals(),
@@ -256,25 +256,46 @@ def _denied(rc: RemitClaim, rl: RemitLine | None) -> tuple[bool, list[str]]:
     return denied, carcs
 
 
-def analyze(claims: list[Claim], remits: list[Remittance], policy: PolicySet, today: dt.date,
-            progress: Callable[[int], None] | None = None) -> DenialReport:
-    """Join remits to claims and classify every remitted line."""
-    claims = [c for c in claims if c.payer in policy.payers]
-    matched, orphans = match(claims, remits)
-    adjudicated: dict[int, dt.date | None] = {}
+CHUNK = 5000
+
+
+def analyze(claims: Iterable[Claim], remits: list[Remittance], policy: PolicySet, today: dt.date,
+            progress: Callable[[int], None] | None = None, keep_lines: bool = True) -> DenialReport:
+    """Join remits to claims and classify every remitted line, a chunk of claims at a time."""
+    index: dict[str, list[tuple[RemitClaim, dt.date | None]]] = defaultdict(list)
     for remit in remits:
         for rc in remit.claims:
-            adjudicated[id(rc)] = remit.production_date
-    by_date: dict[dt.date | None, list] = defaultdict(list)
-    for pair in matched:
-        by_date[adjudicated[id(pair.remit)] or today].append(pair)
+            index[rc.claim_id].append((rc, remit.production_date))
+    report = DenialReport(today, keep_lines)
     resolver = Resolver(policy)
-    lines: list[LineOutcome] = []
-    for day, pairs in sorted(by_date.items(), key=lambda item: item[0] or dt.date.max):
+    seen: set[str] = set()
+    chunk: list[Claim] = []
+    for claim in claims:
+        if claim.payer in policy.payers:
+            chunk.append(claim)
+        if len(chunk) >= CHUNK:
+            _judge_chunk(chunk, index, seen, report, policy, resolver, today, progress)
+            chunk = []
+    _judge_chunk(chunk, index, seen, report, policy, resolver, today, progress)
+    report.unmatched_remits = sorted(set(index) - seen)
+    return report
+
+
+def _judge_chunk(chunk: list[Claim], index, seen: set[str], report: DenialReport, policy: PolicySet,
+                 resolver: Resolver, today: dt.date, progress) -> None:
+    by_date: dict[dt.date, list] = defaultdict(list)
+    for claim in chunk:
+        entries = index.get(claim.id)
+        if not entries:
+            report.unremitted_claims.append(claim.id)
+            continue
+        seen.add(claim.id)
+        for rc, day in entries:
+            by_date[day or today].append(match_claim(claim, rc))
+    for day, pairs in sorted(by_date.items()):
         batch = [p.claim for p in pairs]
-        then = list(scrub_iter(batch, policy, day))
-        now = list(scrub_iter(batch, policy, today))
-        for pair, a, b in zip(pairs, then, now):
+        for pair, a, b in zip(pairs, scrub_iter(batch, policy, day, resolver=resolver),
+                              scrub_iter(batch, policy, today, resolver=resolver)):
             claim = pair.claim
             for number, line in enumerate(claim.lines, 1):
                 rl = pair.lines.get(number)
@@ -288,14 +309,11 @@ def analyze(claims: list[Claim], remits: list[Remittance], policy: PolicySet, to
                 else:
                     category = "false_positive" if errors_then else "agreed_paid"
                 attrs = resolver.get(claim.payer, claim.state, today).code_attrs(line.code, claim.line_date(line)) or {}
-                lines.append(LineOutcome(
+                report.add(LineOutcome(
                     claim.id, number, line.code, claim.payer, claim.line_date(line), day,
                     float(line.charge or (rl.charge if rl else 0) or 0), float((rl.paid if rl else pair.remit.paid) or 0),
                     carcs, category, errors_then, errors_now,
                     carc_match=any(f.carc and any(c.endswith("-" + f.carc) for c in carcs) for f in errors_then),
                     family=attrs.get("family") or attrs.get("kind")))
-            if progress:
-                progress(1)
-    remitted = {p.claim.id for p in matched}
-    return DenialReport(today, lines, sorted({o.claim_id for o in orphans}),
-                        sorted(c.id for c in claims if c.id not in remitted))
+    if progress:
+        progress(len(chunk))

@@ -6,9 +6,9 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from .claims import Claim, InputError, InvalidClaim, validate_claim
+from .claims import Claim, InputError, InvalidClaim, raw_items, validate_claim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
 from .scrub import ScrubResult, scrub
@@ -127,6 +127,18 @@ def validate_items(raws: list[Any], encounters: dict[str, dict[str, Any]] | None
             checked = InvalidClaim(raw.get("id") if isinstance(raw.get("id"), str) else None, position, errors)
         items.append(checked)
     return items
+
+
+def iter_claim_files(paths: list[Path], policy: PolicySet | None = None) -> Iterator[Claim | InvalidClaim]:
+    """Claims file by file, and JSON Lines line by line, so a year need not be held at once."""
+    for path in paths:
+        if path.suffix.lower() == ".jsonl" and path.is_file():
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                for number, text in enumerate(handle, 1):
+                    if text.strip():
+                        yield from validate_items(raw_items(text))
+        else:
+            yield from read_claim_files([path], policy)
 
 
 def _json_items(text: str) -> list[Any]:

@@ -80,10 +80,13 @@ def _known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -
 
 
 def scrub_iter(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
-               history: History | None = None) -> Iterator[ClaimResult]:
-    """Judge every claim, yielding each result as it is ready (a large batch need not be held)."""
+               history: History | None = None, resolver: Resolver | None = None) -> Iterator[ClaimResult]:
+    """Judge every claim, yielding each result as it is ready (a large batch need not be held).
+
+    A caller judging many small batches passes one ``resolver`` so snapshots are resolved once.
+    """
     items = [_known_payer(item, policy, position) for position, item in enumerate(items, 1)]
-    resolver = Resolver(policy)
+    resolver = resolver or Resolver(policy)
     history = history if history is not None else History()
     for position, item in enumerate(items, 1):
         if isinstance(item, Claim):

@@ -265,15 +265,25 @@ class Store:
             session.commit()
         return new_claims, new_remits
 
-    def denial_history(self) -> tuple[list[Claim], list[Any]]:
+    def denial_remits(self) -> list[Any]:
         from .x12.remit835 import RemitClaim, Remittance
 
         with Session(self.engine) as session:
-            claims = [Claim.model_validate_json(r.body) for r in session.exec(select(StoredClaim))]
             by_date: dict[Any, list[RemitClaim]] = {}
             for r in session.exec(select(StoredRemit).order_by(StoredRemit.key)):
                 by_date.setdefault(r.production_date, []).append(RemitClaim.model_validate_json(r.body))
-        return claims, [Remittance(production_date=d, claims=c) for d, c in by_date.items()]
+        return [Remittance(production_date=d, claims=c) for d, c in by_date.items()]
+
+    def denial_claims(self) -> Iterable[Claim]:
+        """Every kept claim, read a few hundred rows at a time."""
+        with Session(self.engine) as session:
+            for row in session.exec(select(StoredClaim.body).order_by(StoredClaim.claim_id).execution_options(
+                    yield_per=500)):
+                yield Claim.model_validate_json(row)
+
+    def denial_claim_count(self) -> int:
+        with Session(self.engine) as session:
+            return session.exec(select(func.count()).select_from(StoredClaim)).one()
 
     def get_run(self, run_id: str) -> tuple[Run, list[FindingRow]]:
         with Session(self.engine) as session:

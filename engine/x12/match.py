@@ -28,17 +28,22 @@ def match(claims: list[Claim], remits: list[Remittance]) -> tuple[list[Matched],
             if claim is None:
                 orphans.append(rc)
                 continue
-            pair = Matched(claim, rc)
-            free = set(range(1, len(claim.lines) + 1))
-            for rl in rc.lines:
-                number = _line_for(claim, rl, rc, free)
-                if number is None:
-                    pair.unmatched.append(rl)
-                else:
-                    free.discard(number)
-                    pair.lines[number] = rl
-            matched.append(pair)
+            matched.append(match_claim(claim, rc))
     return matched, orphans
+
+
+def match_claim(claim: Claim, rc: RemitClaim) -> Matched:
+    """One remitted claim's lines joined to the claim's lines."""
+    pair = Matched(claim, rc)
+    free = set(range(1, len(claim.lines) + 1))
+    for rl in rc.lines:
+        number = _line_for(claim, rl, rc, free)
+        if number is None:
+            pair.unmatched.append(rl)
+        else:
+            free.discard(number)
+            pair.lines[number] = rl
+    return pair
 
 
 def _line_for(claim: Claim, rl: RemitLine, rc: RemitClaim, free: set[int]) -> int | None:
