@@ -65,10 +65,28 @@ def synthetic_claims(count: int, seed: int) -> list[dict]:
     return claims
 
 
-def _rss_mb() -> float:
+def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
     return pages * resource.getpagesize() / 2**20
+
+
+class RssSampler:
+    """A progress callback that notes RSS at each tenth of a batch, to show whether memory grows with it."""
+
+    def __init__(self, total: int):
+        self.tenth = max(1, total // 10)
+        self.done = 0
+        self.samples: list[float] = []
+
+    def __call__(self, n: int) -> None:
+        before, self.done = self.done, self.done + n
+        if self.done // self.tenth > before // self.tenth:
+            self.samples.append(rss_mb())
+
+    def report(self) -> str:
+        first, last = self.samples[0], self.samples[-1]
+        return f"RSS first tenth {first:.0f} MB, last tenth {last:.0f} MB, growth {last - first:+.1f} MB"
 
 
 def main() -> None:
@@ -93,15 +111,7 @@ def main() -> None:
                 rules_time += time.perf_counter() - t
 
         chaining.CompiledRules.run = timed_run
-        tenth = max(1, args.claims // 10)
-        samples: list[float] = []
-        done = 0
-
-        def progress(n: int) -> None:
-            nonlocal done
-            done += n
-            if done % tenth == 0:
-                samples.append(_rss_mb())
+        progress = RssSampler(args.claims)
 
         started = time.perf_counter()
         items = parse_claims_text(path.read_text())
@@ -122,7 +132,6 @@ def main() -> None:
 
     s = summary
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    growth = samples[-1] - samples[0] if len(samples) >= 2 else 0.0
     print(f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}, "
           f"{platform.system()}")
     print(f"claims: {s['claims']}, "
@@ -130,8 +139,7 @@ def main() -> None:
           f"findings {findings}; report {report_size / 2**20:.0f} MB (JSON Lines, streamed)")
     print(f"whole scrub path: {total:.1f} s, {s['claims'] / total:,.0f} claims/s")
     print(f"rules step alone: {rules_time:.1f} s, {s['claims'] / rules_time:,.0f} claims/s")
-    print(f"peak RSS: {peak:.0f} MB; RSS first tenth {samples[0]:.0f} MB, last tenth {samples[-1]:.0f} MB, "
-          f"growth {growth:+.1f} MB")
+    print(f"peak RSS: {peak:.0f} MB; {progress.report()}")
 
 
 if __name__ == "__main__":

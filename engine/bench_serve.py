@@ -25,7 +25,21 @@ from .bench import synthetic_claims
 TOKEN = "bench-token"
 
 
-def _free_port() -> int:
+def wait_healthy(port: int, seconds: float) -> bool:
+    """Poll /healthz on loopback until it answers 200 or the time is up."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -38,21 +52,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0)
     args = parser.parse_args()
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PAYERPOLICY_TOKENS=TOKEN)
     server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                                "--no-store"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.2)
-        else:
+        if not wait_healthy(port, 30):
             raise SystemExit("the server did not start")
         bodies = [json.dumps(c) for c in synthetic_claims(min(args.requests, 5000), seed=11)]
         latencies: list[float] = []

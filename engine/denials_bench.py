@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
+    from .bench import RssSampler
     from .denials import analyze, read_remit_csv
     from .pipeline import iter_claim_files
     from .policy.loader import load_policies
@@ -119,15 +120,7 @@ def main() -> None:
         started = time.perf_counter()
         remits = read_remit_csv(remit_csv)
         del remit_csv
-        samples: list[float] = []
-        done = [0]
-        tenth = max(1, args.claims // 10)
-
-        def progress(n: int) -> None:
-            before = done[0]
-            done[0] += n
-            if done[0] // tenth > before // tenth:
-                samples.append(_rss_mb())
+        progress = RssSampler(args.claims)
 
         # Claims stream from the file a chunk at a time; outcomes are aggregated, not kept.
         report = analyze(iter_claim_files([path], policy), remits, policy, dt.date(2026, 11, 27),
@@ -136,14 +129,8 @@ def main() -> None:
         elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"denial analysis: {args.claims} claims, {totals['lines']} remitted lines in {elapsed:.1f} s "
-          f"({args.claims / elapsed:,.0f} claims/s, each judged twice); peak RSS {peak:.0f} MB; "
-          f"RSS first tenth {samples[0]:.0f} MB, last tenth {samples[-1]:.0f} MB")
+          f"({args.claims / elapsed:,.0f} claims/s, each judged twice); peak RSS {peak:.0f} MB; {progress.report()}")
     print("categories: " + ", ".join(f"{k} {v}" for k, v in sorted(totals["by_category"].items())))
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
 if __name__ == "__main__":

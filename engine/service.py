@@ -31,7 +31,7 @@ from . import __version__, clock
 from .claims import Claim, InvalidClaim, raw_items
 from .pipeline import scrub_items, validate_items, x12_items
 from .policy.fields import describe
-from .policy.model import PolicySet
+from .policy.model import Fix, PolicySet
 from .policy.snapshot import resolve
 from .store import Store
 
@@ -59,14 +59,6 @@ def problem_response(status: int, title: str, detail: str, errors: list[dict[str
 
 # ---- response shapes (the same JSON the command line prints) -------------------------
 
-class FixOut(BaseModel):
-    action: str
-    to: str | None = None
-    add_modifiers: list[str] = Field(default_factory=list)
-    remove_modifiers: list[str] = Field(default_factory=list)
-    text: str
-
-
 class FindingOut(BaseModel):
     rule: str
     revision: str
@@ -78,7 +70,7 @@ class FindingOut(BaseModel):
     group: str | None
     rarc: list[str]
     message: str
-    fix: FixOut | None
+    fix: Fix | None  # the policy file's fix, with its templates filled in
     source: str
     confidence: str
     effective: dict[str, str | None]

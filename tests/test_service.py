@@ -195,32 +195,20 @@ def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path):
     import http.client
     import os
     import signal
-    import socket
     import subprocess
     import sys
     import time
 
     from engine.bench import synthetic_claims
+    from engine.bench_serve import free_port, wait_healthy
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     db = f"sqlite:///{tmp_path / 'served.sqlite'}"
     server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--db", db],
                               env=dict(os.environ, PAYERPOLICY_TOKENS=TOKEN), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                probe = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                probe.request("GET", "/healthz")
-                if probe.getresponse().status == 200:
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        assert wait_healthy(port, 60), "the server did not start"
         body = json.dumps(synthetic_claims(1500, seed=3))
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         conn.request("POST", "/v1/scrub", body=body, headers=dict(AUTH, **{"Content-Type": "application/json"}))
