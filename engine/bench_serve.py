@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from .bench import synthetic_claims
+from .synthetic import synthetic_claims
 
 TOKEN = "bench-token"
 

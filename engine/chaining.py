@@ -6,23 +6,31 @@ A snapshot compiles into two rulesets, cached by the snapshot's signature:
 Two stages keep negation sound: a judge rule may ask that a fact was *not*
 derived, and by then derivation is complete.
 
+The rules run on durable_rules' C engine (its ``durable_rules_engine`` extension),
+driven here directly: assert a fact, then take each action the assert made ready,
+record it, and complete it, in one tight loop. durable_rules' own ``Host`` does the
+same through a JSON round trip, a closure object and a promise per action and an
+exception per unmatched fact; it is kept as ``HostRules``, the reference the lean
+driver is tested against (same hits on every policy case and on generated claims).
+
 The known edges of durable_rules and how this module meets them:
 - events are consumed by the first matching rule: lines are asserted as facts;
-- a fact no rule matches raises MessageNotHandledException: caught, a clean line
-  is not an error;
-- a re-asserted fact id raises MessageObservedException: every fact id carries a
-  per-claim session id that is never reused, and each derived fact is asserted once;
-- postponed actions run on a background thread: the host here has no dispatch
-  thread, every action runs synchronously inside the assert that triggered it, and
-  nothing is batched;
+- a fact no rule matches is "not handled" (the Host raises MessageNotHandledException):
+  a clean line is not an error, and nothing was stored for it;
+- a re-asserted fact id is "observed" (MessageObservedException): every fact id carries
+  a per-claim session id that is never reused, and each derived fact is asserted once;
+- postponed actions run on a background thread: no dispatch thread is ever started,
+  every action runs inside the assert that made it ready, and nothing is batched;
+- a fact asserted from inside an action (a derived fact) only queues its own actions:
+  the state is leased while an action runs, and completing the action hands over the next;
 - state kept between claims costs memory: all claims share one session, and every
   fact a claim stored is retracted after it (delete_state after an unmatched assert
   was seen to corrupt the heap, so it is never called);
 - `-m.x.anyItem` means "x absent" and allItems fails on []: sets are flattened to
   one flag per member plus a count, and absence is tested with $nex explicitly;
 - dynamic rulesets leak: one ruleset per snapshot signature, reused;
-- exceptions inside actions are swallowed: actions only record, and any error they
-  hit is re-raised after the assert returns.
+- exceptions inside actions are swallowed by the Host: actions only record, and any
+  error is re-raised after the assert returns, without claim data.
 """
 
 from __future__ import annotations
@@ -32,9 +40,11 @@ import itertools
 import re
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from durable.engine import Host, MessageNotHandledException
+import durable_rules_engine as _engine
+import orjson
 
 from .policy.fields import FIELDS, AllOf, AnyOf, Cond, FieldRef, Test, field_spec, walk
 from .policy.snapshot import ActiveRule, Snapshot
@@ -44,12 +54,6 @@ class EngineError(Exception):
     """The rules engine failed; the message never carries claim data."""
 
 
-class _SyncHost(Host):
-    def _run(self) -> None:  # no background dispatch thread: actions run inline
-        return None
-
-
-_host = _SyncHost()
 _lock = threading.RLock()
 _names = itertools.count(1)
 _sessions = itertools.count(1)
@@ -57,9 +61,18 @@ _sessions = itertools.count(1)
 # deleted, and deleting one is unsafe (see run). Fact ids carry a per-claim prefix.
 SESSION = "payerpolicy"
 
+# Result codes of the C engine's assert and retract.
+_OK, _NOT_HANDLED, _OBSERVED, _DEFERRED = 0, 1, 2, 3
 
+
+@lru_cache(maxsize=None)
 def key(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]", "_", name.replace(".", "__"))
+
+
+@lru_cache(maxsize=None)
+def _member_key(prefix: str, member: str) -> str:
+    return prefix + "__" + key(member)
 
 
 def _fact_value(value: Any) -> Any:
@@ -76,10 +89,130 @@ def flatten(facts: dict[str, Any]) -> dict[str, Any]:
         if isinstance(value, (set, frozenset)):
             out[k + "__n"] = len(value)
             for member in value:
-                out[k + "__" + key(str(member))] = 1
+                out[_member_key(k, str(member))] = 1
+        elif isinstance(value, dt.date):
+            out[k] = value.year * 10000 + value.month * 100 + value.day
         else:
-            out[k] = _fact_value(value)
+            out[k] = value
     return out
+
+_ALWAYS = frozenset({"id", "sid", "t", "ln", "line__number"})
+
+
+def keys_in(definitions: dict) -> frozenset[str]:
+    """Every message key a ruleset's conditions can read: a fact no condition reads is not sent."""
+    found = set(_ALWAYS)
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                found.add(k)
+                if k == "$m" and isinstance(v, str):
+                    found.add(v)
+                visit(v)
+        elif isinstance(node, list):
+            for v in node:
+                visit(v)
+
+    visit(definitions)
+    return frozenset(found)
+
+
+@lru_cache(maxsize=None)
+def _count_key(k: str) -> str:
+    return k + "__n"
+
+
+_MISSING = object()
+
+
+class MessageShape:
+    """How named facts become one ruleset's messages: only the keys its conditions read.
+
+    The vocabulary (``FIELDS``) is walked once per ruleset to list the fact names it
+    reads, with their keys; a line then costs one lookup per name read.
+    """
+
+    def __init__(self, keys: frozenset[str]):
+        self.keys = keys
+        self.scalars: list[tuple[str, str, bool]] = []
+        self.sets: list[tuple[str, str, str | None]] = []
+        self._members: dict[tuple[str, Any], str | None] = {}
+        for name, spec in FIELDS.items():
+            k = key(name)
+            if spec.kind == "set":
+                n = _count_key(k)
+                if n in keys or any(x.startswith(k + "__") for x in keys):
+                    self.sets.append((name, k, n if n in keys else None))
+            elif k in keys:
+                self.scalars.append((name, k, spec.kind == "date"))
+        self.vocabulary = frozenset(FIELDS)
+
+    def flatten(self, facts: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        get = facts.get
+        for name, k, is_date in self.scalars:
+            value = get(name, _MISSING)
+            if value is not _MISSING:
+                out[k] = value.year * 10000 + value.month * 100 + value.day if is_date else value
+        members = self._members
+        for name, k, n in self.sets:
+            value = get(name)
+            if value is None:
+                continue
+            if n is not None:
+                out[n] = len(value)
+            for member in value:
+                m = members.get((k, member), _MISSING)
+                if m is _MISSING:
+                    m = _member_key(k, str(member))
+                    m = members[(k, member)] = m if m in self.keys else None
+                if m is not None:
+                    out[m] = 1
+        extra = facts.keys() - self.vocabulary
+        if extra:  # a fact outside the vocabulary: flattened the general way
+            general = flatten({name: facts[name] for name in extra})
+            out.update((k, v) for k, v in general.items() if k in self.keys)
+        return out
+
+
+def _simple(t: Cond) -> bool:
+    return (isinstance(t, Test) and t.op in ("eq", "in", "has", "has_any")
+            and all(isinstance(v, str) for v in (t.value if isinstance(t.value, tuple) else (t.value,))))
+
+
+def _holds(t: Test, facts: dict[str, Any]) -> bool:
+    """A simple test on our named facts, exactly as the compiled condition reads it."""
+    if t.field not in facts:
+        return False
+    value = facts[t.field]
+    if t.op == "eq":
+        return value == t.value
+    if t.op == "in":
+        return value in t.value
+    if not isinstance(value, (set, frozenset)):
+        return False
+    members = {key(str(m)) for m in value}
+    wanted = [key(v) for v in t.value]
+    return all(w in members for w in wanted) if t.op == "has" else any(w in members for w in wanted)
+
+
+def _gate(rule: ActiveRule):
+    """A cheap necessary condition for a derive rule that needs no derived fact: False means it cannot fire."""
+    eff = rule.revision.effective
+    own = rule.cond
+    tops = list(own.items) if isinstance(own, AllOf) else [own]
+    simple = [t for t in tops if _simple(t)]
+    alternatives = [a.items for a in tops if isinstance(a, AnyOf) and all(_simple(i) for i in a.items)]
+
+    def may_fire(facts: dict[str, Any]) -> bool:
+        day = facts.get("line.service_date")
+        if day is not None and (day < eff.from_ or (eff.to is not None and day > eff.to)):
+            return False
+        return all(_holds(t, facts) for t in simple) and all(any(_holds(i, facts) for i in alt)
+                                                              for alt in alternatives)
+
+    return may_fire
 
 
 def _absent(name: str) -> dict:
@@ -224,118 +357,151 @@ class _Session:
     hits: list[Hit] = field(default_factory=list)
     derived: dict[int, dict[str, str]] = field(default_factory=dict)  # line -> name -> deriving rule
     errors: list[str] = field(default_factory=list)
-    stored: list[tuple[str, dict]] = field(default_factory=list)
+    stored: list[tuple[int, bytes]] = field(default_factory=list)  # (ruleset handle, message) to retract
 
 
-class CompiledRules:
-    """A snapshot's rules as two durable_rules rulesets."""
+@dataclass(frozen=True)
+class _Derive:
+    rule: ActiveRule
+    name: str
+
+
+@dataclass(frozen=True)
+class _Judge:
+    rule: ActiveRule
+    missing: bool
+
+
+class _Definitions:
+    """A snapshot's rules as durable_rules definitions, each rule name tied to what it records."""
 
     def __init__(self, snapshot: Snapshot):
-        self._current: _Session | None = None
         derive_rules = [r for r in snapshot.rules if r.revision.derive]
         judge_rules = [r for r in snapshot.rules if r.revision.then]
         self.rule_count = len(snapshot.rules)
-        self.derive_name = self._register("derive", self._derive_definitions(derive_rules)) if derive_rules else None
-        self.judge_name = self._register("judge", self._judge_definitions(judge_rules)) if judge_rules else None
-
-    def _register(self, kind: str, definitions: dict) -> str:
-        name = f"pp_{kind}_{next(_names)}"
-        _host.register_rulesets({name: definitions})
-        return name
-
-    def _derive_definitions(self, rules: list[ActiveRule]) -> dict:
-        definitions = {}
-        for index, rule in enumerate(rules):
+        # Only rules that need no derived fact can start a derivation: if none of them can
+        # fire on a line, the line need not be asserted into the derive ruleset at all.
+        self.derive_gates = [_gate(r) for r in derive_rules
+                             if not any(t.field.startswith("derived.") for t in walk(r.cond))]
+        self.derive: dict[str, dict] = {}
+        self.judge: dict[str, dict] = {}
+        self.actions: dict[str, _Derive | _Judge] = {}
+        for index, rule in enumerate(derive_rules):
             joins = [t.field[8:] for t in walk(rule.cond) if t.field.startswith("derived.")]
             own = _strip_derived(rule.cond)
             line_parts = [{"t": "line"}] + _window(rule) + ([compile_cond(own)] if own is not None else [])
             patterns = [{"m": _and(line_parts)}]
             for j, name in enumerate(joins):
                 patterns.append({f"d{j}": {"$and": [{"t": "derived"}, {"name": name}, {"line": {"m": "ln"}}]}})
-            definitions[f"d{index}"] = {"all": patterns, "run": self._derive_action(rule)}
-        return definitions
-
-    def _judge_definitions(self, rules: list[ActiveRule]) -> dict:
-        definitions = {}
-        for index, rule in enumerate(rules):
+            self.derive[f"d{index}"] = {"all": patterns}
+            self.actions[f"d{index}"] = _Derive(rule, rule.revision.derive)
+        for index, rule in enumerate(judge_rules):
             base = [{"t": "line"}] + _window(rule)
-            definitions[f"j{index}"] = {"all": [{"m": _and(base + [compile_cond(rule.cond)])}],
-                                        "run": self._judge_action(rule, False)}
+            self.judge[f"j{index}"] = {"all": [{"m": _and(base + [compile_cond(rule.cond)])}]}
+            self.actions[f"j{index}"] = _Judge(rule, False)
             for v, (_, relaxed) in enumerate(missing_variants(rule)):
-                definitions[f"j{index}_m{v}"] = {"all": [{"m": _and(base + [compile_cond(relaxed)])}],
-                                                 "run": self._judge_action(rule, True)}
-        return definitions
+                self.judge[f"j{index}_m{v}"] = {"all": [{"m": _and(base + [compile_cond(relaxed)])}]}
+                self.actions[f"j{index}_m{v}"] = _Judge(rule, True)
+
+
+_LN = re.compile(r'"ln":(\d+)')
+
+
+def _line_of(message: dict) -> int:
+    # A joined match arrives as {"m": line, "d0": derived, ...}; a single one may be the bare fact.
+    inner = message.get("m")
+    return int((inner if isinstance(inner, dict) else message)["ln"])
+
+
+def _line_messages(flat: list[dict[str, Any]], sid: str, stage: str,
+                   derived: dict[int, dict[str, str]] | None) -> list[dict[str, Any]]:
+    out = []
+    for message in flat:
+        number = message["line__number"]
+        extra = {f"derived__{key(n)}": 1 for n in derived.get(number, {})} if derived is not None else {}
+        out.append(dict(message, **extra, id=f"{sid}:{stage}:{number}", sid=SESSION, t="line", ln=number))
+    return out
+
+
+class CompiledRules:
+    """A snapshot's rules on the C engine, driven directly (see the module docstring)."""
+
+    def __init__(self, snapshot: Snapshot):
+        self._defs = _Definitions(snapshot)
+        self.rule_count = self._defs.rule_count
+        self._actions = self._defs.actions
+        self._gates = self._defs.derive_gates
+        self._derive_shape = MessageShape(keys_in(self._defs.derive))
+        self._judge_shape = MessageShape(keys_in(self._defs.judge))
+        self.derive_handle = self._create("derive", self._defs.derive) if self._defs.derive else None
+        self.judge_handle = self._create("judge", self._defs.judge) if self._defs.judge else None
 
     @staticmethod
-    def _line_of(c: Any) -> int:
-        # A joined match arrives as {"m": line, "d0": derived, ...}; a single one may be the bare fact.
-        message = c.m
-        return int(message["ln"] if message is not None else c._m["ln"])
+    def _create(kind: str, definitions: dict) -> int:
+        return _engine.create_ruleset(f"pp_{kind}_{next(_names)}", orjson.dumps(definitions).decode())
 
-    def _derive_action(self, rule: ActiveRule):
-        name = rule.revision.derive
-
-        def action(c: Any) -> None:
-            session = self._current
-            try:
-                line = self._line_of(c)
-                made = session.derived.setdefault(line, {})
-                if name not in made:
-                    made[name] = rule.rule_id
-                    fact = {"id": f"{session.sid}:d:{line}:{name}", "sid": SESSION,
-                            "t": "derived", "name": name, "line": line}
-                    c.assert_fact(fact)
-                    session.stored.append((self.derive_name, fact))
-            except MessageNotHandledException:
-                pass
-            except Exception as exc:  # recorded, re-raised by the caller: durable would swallow it
-                session.errors.append(f"derive rule {rule.rule_id}: {type(exc).__name__}")
-
-        return action
-
-    def _judge_action(self, rule: ActiveRule, missing: bool):
-        def action(c: Any) -> None:
-            session = self._current
-            try:
-                session.hits.append(Hit(rule, self._line_of(c), missing))
-            except Exception as exc:
-                session.errors.append(f"rule {rule.rule_id}: {type(exc).__name__}")
-
-        return action
-
-    @staticmethod
-    def _assert(ruleset: str, message: dict, stored: list[tuple[str, dict]]) -> None:
+    def _record(self, session: _Session, handle: int, action: str, message: str) -> None:
+        what = self._actions[action]
         try:
-            _host.assert_fact(ruleset, message)
-        except MessageNotHandledException:
+            line = int(_LN.search(message).group(1))
+            if isinstance(what, _Judge):
+                session.hits.append(Hit(what.rule, line, what.missing))
+                return
+            made = session.derived.setdefault(line, {})
+            if what.name not in made:
+                made[what.name] = what.rule.rule_id
+                fact = orjson.dumps({"id": f"{session.sid}:d:{line}:{what.name}", "sid": SESSION,
+                                     "t": "derived", "name": what.name, "line": line})
+                # Inside an action the state is leased: this only queues the joins it completes.
+                self._assert(session, handle, fact, drain=False)
+        except Exception as exc:  # recorded and re-raised by run(), never with claim data
+            session.errors.append(f"rule {what.rule.rule_id}: {type(exc).__name__}")
+
+    def _assert(self, session: _Session, handle: int, message: bytes, drain: bool = True) -> None:
+        code, state = _engine.assert_fact(handle, message.decode())
+        if code == _NOT_HANDLED:
             return  # no rule wants this fact: a clean line, and nothing was stored
-        stored.append((ruleset, message))
+        if code == _OBSERVED:
+            raise EngineError("a fact id was asserted twice")
+        session.stored.append((handle, message))
+        if drain:
+            self._drain(session, handle, state)
+
+    def _drain(self, session: _Session, handle: int, state: int) -> None:
+        ready = _engine.start_action_for_state(handle, state)
+        if not ready:
+            return
+        messages = ready[1]
+        while messages:
+            try:
+                # One action per message, serialised by the engine as {"<action>": {"m": {... "ln": N ...}}}:
+                # the action name and the line number are all we need, so the fact is not decoded.
+                action = messages[2:messages.index('"', 2)]
+                self._record(session, handle, action, messages)
+            finally:
+                # Always completed: an action left open leases the shared state for minutes.
+                messages = _engine.complete_and_start_action(handle, state)
 
     def run(self, lines: list[dict[str, Any]]) -> tuple[list[Hit], dict[int, dict[str, str]]]:
         """Judge one claim's line facts; returns rule hits and the facts derived per line."""
         with _lock:
             session = _Session(sid=f"c{next(_sessions)}")
-            self._current = session
-            stored = session.stored
             try:
-                flat = [flatten(f) for f in lines]
-                if self.derive_name:
-                    for message in flat:
-                        number = message["line__number"]
-                        self._assert(self.derive_name, dict(message, id=f"{session.sid}:l:{number}",
-                                                            sid=SESSION, t="line", ln=number), stored)
-                if self.judge_name:
-                    for message in flat:
-                        number = message["line__number"]
-                        extra = {f"derived__{key(n)}": 1 for n in session.derived.get(number, {})}
-                        self._assert(self.judge_name, dict(message, **extra, id=f"{session.sid}:j:{number}",
-                                                           sid=SESSION, t="line", ln=number), stored)
+                if self.derive_handle is not None:
+                    gates = self._gates
+                    flat = [self._derive_shape.flatten(f) for f in lines
+                            if any(may_fire(f) for may_fire in gates)]
+                    for message in _line_messages(flat, session.sid, "l", None):
+                        self._assert(session, self.derive_handle, orjson.dumps(message))
+                if self.judge_handle is not None:
+                    flat = [self._judge_shape.flatten(f) for f in lines]
+                    for message in _line_messages(flat, session.sid, "j", session.derived):
+                        self._assert(session, self.judge_handle, orjson.dumps(message))
             finally:
-                self._current = None
                 # Retract what this claim left, so the next claim starts from nothing
                 # (delete_state after an unmatched assert corrupts durable_rules' heap).
-                for ruleset, message in reversed(stored):
-                    _host.retract_fact(ruleset, message)
+                for handle, message in reversed(session.stored):
+                    _engine.retract_fact(handle, message.decode())
             if session.errors:
                 raise EngineError("; ".join(session.errors))
             return session.hits, session.derived
@@ -343,13 +509,93 @@ class CompiledRules:
     def stored_facts(self) -> int:
         """Facts still held between claims (for tests of retraction); always 0 after run()."""
         total = 0
-        for name in (self.derive_name, self.judge_name):
-            if name:
+        for handle in (self.derive_handle, self.judge_handle):
+            if handle is not None:
                 try:
-                    total += len(_host.get_facts(name, SESSION))
+                    total += len(orjson.loads(_engine.get_facts(handle, SESSION)))
                 except Exception:  # no state yet for this ruleset
                     pass
         return total
+
+
+class HostRules:
+    """The same rules through durable_rules' own Host: the reference the lean driver is tested against.
+
+    Slow (a JSON round trip, a closure and a promise per action, an exception per
+    unmatched fact); nothing but the equivalence tests uses it.
+    """
+
+    def __init__(self, snapshot: Snapshot):
+        from durable.engine import Host, MessageNotHandledException
+
+        class _SyncHost(Host):
+            def _run(self) -> None:  # no background dispatch thread: actions run inline
+                return None
+
+        self._not_handled = MessageNotHandledException
+        self._host = _SyncHost()
+        self._current: _Session | None = None
+        defs = _Definitions(snapshot)
+        self.rule_count = defs.rule_count
+        self.derive_name = self._register("derive", defs.derive, defs.actions) if defs.derive else None
+        self.judge_name = self._register("judge", defs.judge, defs.actions) if defs.judge else None
+
+    def _register(self, kind: str, definitions: dict, actions: dict) -> str:
+        name = f"pp_host_{kind}_{next(_names)}"
+        self._host.register_rulesets({name: {rule: dict(d, run=self._action(actions[rule]))
+                                             for rule, d in definitions.items()}})
+        return name
+
+    def _action(self, what: _Derive | _Judge):
+        def action(c: Any) -> None:
+            session = self._current
+            message = c._m if c._m is not None else {"m": c.m._d}
+            try:
+                line = _line_of(message)
+                if isinstance(what, _Judge):
+                    session.hits.append(Hit(what.rule, line, what.missing))
+                    return
+                made = session.derived.setdefault(line, {})
+                if what.name not in made:
+                    made[what.name] = what.rule.rule_id
+                    fact = {"id": f"{session.sid}:d:{line}:{what.name}", "sid": SESSION,
+                            "t": "derived", "name": what.name, "line": line}
+                    try:
+                        c.assert_fact(fact)
+                        session.stored.append((self.derive_name, fact))
+                    except self._not_handled:
+                        pass
+            except Exception as exc:
+                session.errors.append(f"rule {what.rule.rule_id}: {type(exc).__name__}")
+
+        return action
+
+    def _assert(self, ruleset: str, message: dict, stored: list) -> None:
+        try:
+            self._host.assert_fact(ruleset, message)
+        except self._not_handled:
+            return
+        stored.append((ruleset, message))
+
+    def run(self, lines: list[dict[str, Any]]) -> tuple[list[Hit], dict[int, dict[str, str]]]:
+        with _lock:
+            session = _Session(sid=f"h{next(_sessions)}")
+            self._current = session
+            try:
+                flat = [flatten(f) for f in lines]
+                if self.derive_name:
+                    for message in _line_messages(flat, session.sid, "l", None):
+                        self._assert(self.derive_name, message, session.stored)
+                if self.judge_name:
+                    for message in _line_messages(flat, session.sid, "j", session.derived):
+                        self._assert(self.judge_name, message, session.stored)
+            finally:
+                self._current = None
+                for ruleset, message in reversed(session.stored):
+                    self._host.retract_fact(ruleset, message)
+            if session.errors:
+                raise EngineError("; ".join(session.errors))
+            return session.hits, session.derived
 
 
 def _strip_derived(cond: Cond) -> Cond | None:
@@ -372,7 +618,10 @@ _compiled: dict[tuple, CompiledRules] = {}
 def compiled_for(snapshot: Snapshot) -> CompiledRules:
     """One compiled ruleset per snapshot signature, for the life of the process."""
     signature = snapshot.signature
-    with _lock:
-        if signature not in _compiled:
-            _compiled[signature] = CompiledRules(snapshot)
-        return _compiled[signature]
+    compiled = _compiled.get(signature)
+    if compiled is None:
+        with _lock:
+            if signature not in _compiled:
+                _compiled[signature] = CompiledRules(snapshot)
+            compiled = _compiled[signature]
+    return compiled

@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 ProviderType = Literal[
     "MD", "DO", "NP", "PA", "CNS", "RN", "LPN", "MA", "pharmacist", "psychologist",
@@ -62,26 +62,22 @@ class Encounter(_Model):
     interactive_communication: bool | None = None
 
 
+# Normalised by pydantic-core itself (no Python call per field): the pattern is checked
+# before the case is changed, so it admits both cases.
+Code = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9]{5}$")]
+Modifier = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True)]
+PayerKey = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1)]
+StateCode = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$")]
+
+
 class Line(_Model):
-    code: str = Field(pattern=r"^[A-Z0-9]{5}$")
-    modifiers: list[str] = Field(default_factory=list, max_length=4)
+    code: Code
+    modifiers: list[Modifier] = Field(default_factory=list, max_length=4)
     units: int = Field(default=1, ge=1, le=999)
     charge: float | None = Field(default=None, ge=0)
     service_date: dt.date | None = None
     place_of_service: str | None = Field(default=None, pattern=r"^\d{2}$")
     diagnosis_pointers: list[int] = Field(default_factory=list, max_length=4)
-
-    @field_validator("code", mode="before")
-    @classmethod
-    def _upper_code(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
-
-    @field_validator("modifiers", mode="before")
-    @classmethod
-    def _upper_modifiers(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return [v.strip().upper() if isinstance(v, str) else v for v in value]
-        return value
 
     @field_validator("modifiers")
     @classmethod
@@ -107,8 +103,8 @@ class Adjudication(_Model):
 
 class Claim(_Model):
     id: str = Field(min_length=1, max_length=64)
-    payer: str = Field(min_length=1)
-    state: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    payer: PayerKey
+    state: StateCode | None = None
     service_date: dt.date
     place_of_service: str | None = Field(default=None, pattern=r"^\d{2}$")
     patient: Patient | None = None
@@ -120,16 +116,6 @@ class Claim(_Model):
     encounter: Encounter | None = None
     lines: list[Line] = Field(min_length=1, max_length=50)
     adjudication: Adjudication | None = None
-
-    @field_validator("payer", mode="before")
-    @classmethod
-    def _lower_payer(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
-
-    @field_validator("state", mode="before")
-    @classmethod
-    def _upper_state(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
 
     @field_validator("diagnoses", mode="before")
     @classmethod

@@ -11,19 +11,14 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from . import clock
-from .cases import run_cases
 from .claims import Claim
-from .pipeline import UsageError, iter_claim_files, read_claim_files, read_encounters, replay, scrub_items
+from .pipeline import UsageError, iter_claim_files, read_claim_files, replay
 from .policy.fields import describe
 from .policy.loader import PolicyLoadError, load_policies
 from .policy.model import PolicySet
 from .policy.snapshot import resolve
-from .report import print_table, to_html, to_json
-from .store import Store
 
 app = typer.Typer(help="A payer-policy rules engine for professional claims: scrub, explain, ask what-if.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -40,7 +35,9 @@ PROGRESS_MIN = 200
 class Format(str, Enum):
     table = "table"
     json = "json"
+    jsonl = "jsonl"
     html = "html"
+    parquet = "parquet"
 
 
 class ShortFormat(str, Enum):
@@ -65,6 +62,12 @@ DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL of the store (default: $
                                          "file in the user data directory).")
 
 
+def _store(db: Optional[str]):
+    from .store import Store  # SQLAlchemy is a slow import: only commands that use the store pay for it
+
+    return Store(db)
+
+
 def _load(policies: Optional[Path]) -> PolicySet:
     try:
         return load_policies(policies)
@@ -77,56 +80,79 @@ def _load(policies: Optional[Path]) -> PolicySet:
 @app.command()
 def scrub(
     files: list[Path] = typer.Argument(..., help="Claim files: JSON (object, list, {claims: [...]}), JSON Lines, "
-                                                 "or X12 837P (.837/.x12/.edi, or any file starting with ISA)."),
-    format: Format = typer.Option(Format.table, "--format", "-f", help="table, json or html."),
+                                                 "X12 837P (.837/.x12/.edi, or any file starting with ISA), "
+                                                 "Parquet (files or folders), or a Tuva medical_claim table "
+                                                 "(Parquet or CSV)."),
+    format: Format = typer.Option(Format.table, "--format", "-f", help="table, json, jsonl, html or parquet."),
     encounters: Optional[Path] = typer.Option(None, "--encounters", help="JSON keyed by claim id with the facts an "
-                                              "837 does not carry (encounter, patient.location, ...)."),
+                                              "837 or a warehouse table does not carry (encounter, "
+                                              "patient.location, state, ...)."),
     known_on: Optional[str] = KnownOnOpt,
     payer: Optional[str] = typer.Option(None, "--payer", help="Judge every claim as this payer key."),
     db: Optional[str] = DbOpt,
     no_store: bool = typer.Option(False, "--no-store", help="Neither read history from nor write to the store."),
     policies: Optional[Path] = PoliciesOpt,
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout "
+                                         "(for parquet: a folder, or FILE.parquet beside FILE.claims.parquet)."),
+    pretty: Optional[bool] = typer.Option(None, "--pretty/--compact", help="Indent JSON (default: indented on a "
+                                          "terminal, compact otherwise)."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Processes to judge with "
+                                          "(default: every core for inputs over 2 MB, else 1)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", envvar="DASK_SCHEDULER_ADDRESS",
+                                            help="A Dask distributed scheduler (tcp://host:8786) to judge on."),
+    dask: bool = typer.Option(False, "--dask", help="Judge on a Dask LocalCluster of --workers processes."),
 ) -> None:
     """Judge claims line by line: what the payer will deny, why, the citation, the CARC and the fix.
 
-    Exit code 0 when no claim is rejected or invalid, 1 when one is, 2 for usage errors.
+    Claims are read, judged and written a chunk at a time, so a batch of any size runs in
+    constant memory. Exit code 0 when no claim is rejected or invalid, 1 when one is, 2 for
+    usage errors.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from . import writers
+    from .pipeline import UsageError, scrub_files
+
     policy = _load(policies)
     if payer is not None and payer.lower() not in policy.payers:
         raise typer.BadParameter(f"unknown payer '{payer}'; known: {', '.join(sorted(policy.payers))}",
                                  param_hint="--payer")
-    try:
-        items = read_claim_files(files, policy, read_encounters(encounters) if encounters else None)
-    except UsageError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(2)
-    if payer:
-        items = [i.model_copy(update={"payer": payer.lower()}) if isinstance(i, Claim) else i for i in items]
+    if format is Format.parquet and not output:
+        raise typer.BadParameter("parquet needs --output (a folder or FILE.parquet)", param_hint="--output")
     day = known_on or clock.today()
-    store = None if no_store else Store(db)
-    options = {"payer": payer, "format": format.value}
-    show_progress = err.is_terminal and len(items) >= PROGRESS_MIN
-    with Progress(TextColumn("scrubbing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not show_progress) as bar:
-        task = bar.add_task("scrub", total=len(items))
-        outcome = scrub_items(items, policy, day, store, options, progress=lambda n: bar.advance(task, n))
-    result = outcome.result
-    if format is Format.json:
-        text = to_json(result)
-    elif format is Format.html:
-        text = to_html(result)
-    else:
-        text = None
-    if text is not None:
-        if output:
-            output.write_text(text, encoding="utf-8")
+    out_path = Path(output) if output and "://" not in output else None
+    try:
+        if format is Format.json:
+            writer = writers.JsonWriter(policy.digest, day, out_path,
+                                        pretty if pretty is not None else (out_path is None and out.is_terminal))
+        elif format is Format.jsonl:
+            writer = writers.JsonLinesWriter(policy.digest, day, out_path)
+        elif format is Format.html:
+            writer = writers.HtmlWriter(policy.digest, day, out_path)
+        elif format is Format.parquet:
+            writer = writers.ParquetWriter(policy.digest, day, output)
         else:
-            sys.stdout.write(text + ("\n" if not text.endswith("\n") else ""))
-    else:
-        console = Console(file=output.open("w", encoding="utf-8"), width=160) if output else out
-        print_table(result, console, outcome.run_id)
-    raise typer.Exit(result.exit_code)
+            console = Console(file=out_path.open("w", encoding="utf-8"), width=160) if out_path else out
+            writer = writers.TableWriter(policy.digest, day, console)
+    except (writers.OutputError, OSError) as exc:
+        err.print(f"[red]{exc}[/]", highlight=False)
+        raise typer.Exit(2)
+    store = None
+    if not no_store:
+        store = _store(db)
+    options = {"payer": payer, "format": format.value}
+    with Progress(TextColumn("scrubbing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("scrub", total=None)
+        try:
+            run = scrub_files(files, policy, day, writer, payer=payer.lower() if payer else None,
+                              encounters=encounters, store=store, workers=workers, scheduler=scheduler, dask=dask,
+                              options=options, progress=lambda n: bar.advance(task, n),
+                              total=lambda n: bar.update(task, total=n) if n >= PROGRESS_MIN else None)
+        except (UsageError, writers.OutputError) as exc:
+            err.print(f"[red]{exc}[/]", highlight=False)
+            raise typer.Exit(2)
+    raise typer.Exit(run.summary.exit_code)
 
 
 @app.command()
@@ -275,6 +301,7 @@ def whatif(
 
 
 def _print_comparisons(comparisons) -> None:
+    from rich.table import Table
     for comp in comparisons:
         changed = comp.changed
         risk_a = sum(c.at_risk_a for c in comp.changes)
@@ -326,6 +353,7 @@ def denials(
     unexplained, false_positive or agreed_paid. With the store, claims and remits add to
     what earlier runs kept, and the same files twice count once.
     """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from .denials import RemitFileError, analyze, claim_files, read_remit_files, worklist_csv
     from .denials_report import render
 
@@ -353,7 +381,7 @@ def denials(
         if no_store:
             claims, total = valid_claims(), None
         else:
-            store = Store(db)
+            store = _store(db)
             store.add_denial_history(list(valid_claims()), remits_read)
             claims, remits_read, total = store.denial_claims(), store.denial_remits(), store.denial_claim_count()
         show_progress = err.is_terminal and (total or 0) >= PROGRESS_MIN
@@ -479,7 +507,7 @@ def serve(
 
     policy = _load(policies)
     tokens = load_tokens(tokens_file)
-    app_ = create_app(policy, None if no_store else Store(db), tokens,
+    app_ = create_app(policy, None if no_store else _store(db), tokens,
                       Limits(max_body_bytes=max_body, max_claims=max_claims, timeout_seconds=timeout))
     if openapi:
         sys.stdout.write(json.dumps(app_.openapi(), indent=2, sort_keys=True) + "\n")
@@ -532,6 +560,9 @@ def policy_test(
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
 ) -> None:
     """Run every `cases:` block beside the rules and report per-rule coverage (exit 1 on a failure)."""
+    from rich.table import Table
+
+    from .cases import run_cases
     policy = _load(policies)
     report = run_cases(policy, known_on or clock.today(), rule)
     failed = [r for r in report.results if not r.passed]
@@ -652,7 +683,7 @@ def policy_diff(
 def _policy_ref(ref: str, db: Optional[str]) -> PolicySet:
     if ref.startswith("sha256:"):
         try:
-            return Store(db).load_policy(ref)
+            return _store(db).load_policy(ref)
         except KeyError:
             raise typer.BadParameter(f"no stored policy version {ref}")
     path = Path(ref)
@@ -758,12 +789,13 @@ def policy_fields() -> None:
 @runs_app.command("list")
 def runs_list(db: Optional[str] = DbOpt, limit: int = typer.Option(20, "--limit")) -> None:
     """The most recent stored runs with their receipts."""
+    from rich.table import Table
     table = Table(box=None, header_style="bold")
     table.add_column("run", no_wrap=True)
     table.add_column("started", no_wrap=True)
     for column in ("known on", "policy", "claims", "clean", "review", "reject", "invalid"):
         table.add_column(column)
-    for run in Store(db).runs(limit):
+    for run in _store(db).runs(limit):
         table.add_row(run.id, run.started_at.strftime("%Y-%m-%d %H:%M"), str(run.known_on),
                       run.policy_digest[7:15], str(run.claims), str(run.clean), str(run.review),
                       str(run.reject), str(run.invalid))
@@ -773,7 +805,7 @@ def runs_list(db: Optional[str] = DbOpt, limit: int = typer.Option(20, "--limit"
 @runs_app.command("replay")
 def runs_replay(run_id: str, db: Optional[str] = DbOpt) -> None:
     """Re-run a stored run from its receipt (stored policy version, input, known_on) and compare."""
-    store = Store(db)
+    store = _store(db)
     try:
         _, stored, fresh = replay(store, run_id)
     except KeyError as exc:

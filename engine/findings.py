@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -29,9 +29,14 @@ class Finding:
     missing: list[str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if self.missing is None:
-            data.pop("missing")
+        # Field by field, not dataclasses.asdict: this runs once per finding of every batch.
+        data = {"rule": self.rule, "revision": self.revision, "layer": self.layer, "severity": self.severity,
+                "line": self.line, "code": self.code, "carc": self.carc, "group": self.group,
+                "rarc": list(self.rarc), "message": self.message,
+                "fix": dict(self.fix) if self.fix is not None else None, "source": self.source,
+                "confidence": self.confidence, "effective": dict(self.effective), "trace": list(self.trace)}
+        if self.missing is not None:
+            data["missing"] = list(self.missing)
         return data
 
     @classmethod
@@ -63,6 +68,8 @@ def shown(value: Any) -> str:
 
 def fill(text: str, facts: dict[str, Any]) -> str:
     """Put fact values into a policy message: ``{code.replaced_by}`` and the like."""
+    if "{" not in text:
+        return text
     return _TEMPLATE.sub(lambda m: shown(facts[m.group(1)]) if m.group(1) in facts else "(not given)", text)
 
 

@@ -9,13 +9,13 @@ from .claims import Claim
 from .facts import claim_facts, line_facts
 from .findings import SEVERITY_ORDER, Finding, fill, fill_value, shown
 from .history import History
-from .policy.fields import FIELDS, describe, referenced_fields
+from .policy.fields import FIELDS
 from .policy.snapshot import ActiveRule, Snapshot
 
 
 def _trace(rule: ActiveRule, facts: dict[str, Any], derived: dict[str, str]) -> list[str]:
     lines = [f"line {facts['line.number']} code {facts['line.code']} on {shown(facts['line.service_date'])}"]
-    for name in referenced_fields(rule.cond):
+    for name in rule.fields:
         if name in ("line.code", "line.number", "line.service_date"):
             continue
         if name.startswith("derived."):
@@ -23,15 +23,13 @@ def _trace(rule: ActiveRule, facts: dict[str, Any], derived: dict[str, str]) -> 
             lines.append(f"derived {fact} (rule {derived[fact]})" if fact in derived else f"no {fact} derived")
         else:
             lines.append(f"{name} = {shown(facts[name])}" if name in facts else f"{name} not given")
-    eff = rule.revision.effective
-    lines.append(f"rule {rule.rule_id} revision {rule.revision.revision} ({rule.revision.layer}), "
-                 f"in force {eff.from_}..{eff.to or 'open'}: {describe(rule.cond)}")
+    lines.append(rule.reading)
     return lines
 
 
 def _missing_inputs(rule: ActiveRule, facts: dict[str, Any]) -> list[str]:
     missing = []
-    for name in referenced_fields(rule.cond):
+    for name in rule.fields:
         spec = FIELDS.get(name)
         if spec and spec.input and name not in facts and spec.input not in missing:
             missing.append(spec.input)
@@ -42,9 +40,9 @@ def _finding(hit: Hit, facts: dict[str, Any], derived: dict[str, str]) -> Findin
     rule = hit.rule
     rev = rule.revision
     then = rev.then
-    common = dict(rule=rule.rule_id, revision=rev.revision, layer=rev.layer, line=hit.line,
+    common = dict(rule=rule.rule_id, revision=rule.revision_name, layer=rev.layer, line=hit.line,
                   code=facts["line.code"], source=rev.source, confidence=rev.confidence,
-                  effective=rev.effective.as_dict(), trace=_trace(rule, facts, derived))
+                  effective=dict(rule.effective), trace=_trace(rule, facts, derived))
     if hit.missing:
         missing = _missing_inputs(rule, facts)
         return Finding(**common, severity="warning", carc=None, group=None, rarc=[],
@@ -53,8 +51,9 @@ def _finding(hit: Hit, facts: dict[str, Any], derived: dict[str, str]) -> Findin
                             "text": f"Add {', '.join(missing)} to the claim so this rule can be decided."},
                        missing=missing)
     fix = None
-    if then.fix is not None:
-        fix = then.fix.model_dump()
+    if rule.fix is not None:
+        fix = dict(rule.fix, add_modifiers=list(rule.fix["add_modifiers"]),
+                   remove_modifiers=list(rule.fix["remove_modifiers"]))
         fix["text"] = fill(fix["text"], facts)
         if fix["to"]:
             fix["to"] = fill_value(fix["to"], facts)
@@ -75,7 +74,7 @@ def judge_claim(claim: Claim, snapshot: Snapshot, history: History | None, posit
         if k in findings and not findings[k].missing:
             continue
         findings[k] = _finding(hit, by_line[hit.line], derived.get(hit.line, {}))
-    supersedes = {r.rule_id: r.revision.supersedes for r in snapshot.rules}
+    supersedes = snapshot.supersedes
     superseded = {(target, f.line) for f in findings.values() if not f.missing for target in supersedes[f.rule]}
     kept = [f for k, f in findings.items() if k not in superseded]
     kept.sort(key=lambda f: (f.line, SEVERITY_ORDER[f.severity], f.rule))

@@ -1,74 +1,26 @@
-"""Use cases over the pipeline: scrub files against the store, and replay a stored run."""
+"""Use cases over the pipeline: scrub files of any size (streamed, on any executor, into the
+store in chunks), scrub a small in-memory batch, and replay a stored run."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from .claims import Claim, InputError, InvalidClaim, raw_items, validate_claim
+from .batch import CHUNK, Context, StoreHistory, Summary, _prepared, default_workers, make_executor, run_batch
+from .batch import validate_item
+from .claims import Claim, InputError, InvalidClaim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
 from .scrub import ScrubResult, scrub
-from .store import Store
+from .sources import Input, UsageError, x12_items  # noqa: F401  (x12_items: the service reads 837 bodies)
 
-
-class UsageError(Exception):
-    """A problem with how the command was called (exit code 2)."""
-
-
-X12_SUFFIXES = {".837", ".x12", ".edi", ".txt"}
-
-
-def _is_x12(path: Path, text: str) -> bool:
-    return path.suffix.lower() in X12_SUFFIXES or text.lstrip("\ufeff \r\n").startswith("ISA")
-
-
-def x12_items(name: str, text: str, policy: PolicySet | None) -> list[Any]:
-    """An 837's claims as raw dicts, with structural problems attached or listed for the file."""
-    from .x12.claim837 import read_837
-    from .x12.validate import validate
-
-    payers = policy.payers.items() if policy else []
-    # A payer key written as the id (our own exports do that) maps to itself.
-    payer_ids = {key.upper(): key for key, _ in payers}
-    payer_ids.update({pid: key for key, payer in payers for pid in payer.x12_payer_ids})
-    parsed = read_837(text, payer_ids, policy.taxonomy if policy else {})
-    problems = validate(text) if not parsed.errors else []
-    items: list[Any] = []
-    placed = set()
-    for raw, (first, last) in zip(parsed.claims, parsed.spans):
-        mine = [p for p in problems if p.segment is not None and first <= p.segment <= last]
-        placed.update(id(p) for p in mine)
-        items.append(_Structural(raw, [InputError(f"{name} segment {p.segment}", p.reason) for p in mine])
-                     if mine else raw)
-    rest = [(seg, reason) for seg, reason in parsed.errors] + \
-           [(p.segment, p.reason) for p in problems if id(p) not in placed]
-    if rest:
-        items.append(_Structural(None, [InputError(name + (f" segment {seg}" if seg else ""), reason)
-                                        for seg, reason in rest]))
-    if not parsed.claims and not rest:
-        items.append(_Structural(None, [InputError(name, "the interchange holds no 837 claims")]))
-    return items
-
-
-@dataclass
-class _Structural:
-    """Claim data the X12 validator objected to (or a file-level problem when raw is None)."""
-
-    raw: dict[str, Any] | None
-    errors: list[InputError]
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
+if TYPE_CHECKING:
+    from .store import Store
+    from .writers import Writer
 
 
 def read_encounters(path: Path) -> dict[str, dict[str, Any]]:
@@ -87,65 +39,104 @@ def read_encounters(path: Path) -> dict[str, dict[str, Any]]:
     return data
 
 
+def validate_items(raws: list[Any], encounters: dict[str, dict[str, Any]] | None = None,
+                   policy: PolicySet | None = None) -> list[Claim | InvalidClaim]:
+    """Raw items (dicts, structural results, unreadable entries) into claims, in order."""
+    names = policy.payer_names() if policy else None
+    return [validate_item(raw, position, encounters, names) for position, raw in enumerate(raws, 1)]
+
+
 def read_claim_files(paths: list[Path], policy: PolicySet | None = None,
                      encounters: dict[str, dict[str, Any]] | None = None) -> list[Claim | InvalidClaim]:
-    """JSON, JSON Lines and X12 837P files, in any mix, into one batch."""
-    raws: list[Any] = []
-    for path in paths:
-        if not path.is_file():
-            raise UsageError(f"{path}: no such file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raws.append(InvalidClaim(None, 0, [InputError("file", f"{path.name} is not UTF-8 text")]))
-            continue
-        if _is_x12(path, text):
-            raws.extend(x12_items(path.name, text, policy))
-        else:
-            raws.extend(_json_items(text))
-    return validate_items(raws, encounters)
-
-
-def validate_items(raws: list[Any], encounters: dict[str, dict[str, Any]] | None = None) -> list[Claim | InvalidClaim]:
-    """Raw items (dicts, structural results, unreadable entries) into claims, in order."""
-    items: list[Claim | InvalidClaim] = []
-    for position, raw in enumerate(raws, 1):
-        if isinstance(raw, InvalidClaim):
-            raw.position = position
-            items.append(raw)
-            continue
-        structural = raw.errors if isinstance(raw, _Structural) else []
-        raw = raw.raw if isinstance(raw, _Structural) else raw
-        if raw is None:
-            items.append(InvalidClaim(None, position, structural))
-            continue
-        if encounters and isinstance(raw, dict) and str(raw.get("id")) in encounters:
-            raw = _merge(raw, json.loads(json.dumps(encounters[str(raw.get("id"))])))
-        checked = validate_claim(raw, position)
-        if structural:
-            errors = structural + (checked.errors if isinstance(checked, InvalidClaim) else [])
-            checked = InvalidClaim(raw.get("id") if isinstance(raw.get("id"), str) else None, position, errors)
-        items.append(checked)
-    return items
+    """JSON, JSON Lines, X12 837P, Parquet and Tuva files, in any mix, into one in-memory batch."""
+    return validate_items(list(Input(paths, policy)), encounters, policy)
 
 
 def iter_claim_files(paths: list[Path], policy: PolicySet | None = None) -> Iterator[Claim | InvalidClaim]:
-    """Claims file by file, and JSON Lines line by line, so a year need not be held at once."""
-    for path in paths:
-        if path.suffix.lower() == ".jsonl" and path.is_file():
-            with path.open(encoding="utf-8", errors="replace") as handle:
-                for number, text in enumerate(handle, 1):
-                    if text.strip():
-                        yield from validate_items(raw_items(text))
-        else:
-            yield from read_claim_files([path], policy)
+    """Claims one at a time, so a year need not be held at once."""
+    names = policy.payer_names() if policy else None
+    for position, raw in enumerate(Input(paths, policy), 1):
+        yield validate_item(raw, position, None, names)
 
 
-def _json_items(text: str) -> list[Any]:
-    """Raw JSON items (dicts) in any accepted shape; unreadable ones become InvalidClaims."""
-    from .claims import raw_items
+# ---- files of any size -------------------------------------------------------------------
 
-    return raw_items(text)
+
+@dataclass
+class FileRun:
+    summary: Summary
+    run_id: str | None
+    workers: int
+
+
+def scrub_files(paths: list[Path], policy: PolicySet, known_on: dt.date, writer: "Writer", *,
+                payer: str | None = None, encounters: Path | None = None, store: "Store | None" = None,
+                workers: int | None = None, scheduler: str | None = None, dask: bool = False,
+                options: dict[str, Any] | None = None, chunk_size: int = CHUNK,
+                progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> FileRun:
+    """Scrub files a chunk at a time into ``writer``; with a store, keep the run in chunks.
+
+    The run becomes visible in the store only when it is complete; a failure removes
+    what it wrote, and the writer leaves no partial file.
+    """
+    source = Input(paths, policy)
+    ctx = Context(policy, known_on, payer, read_encounters(encounters) if encounters else None,
+                  with_bodies=store is not None)
+    workers = workers or default_workers(source.total_bytes())
+    run_id = None
+    kept: list[dict] | None = [] if store is not None else None
+    store_history = None
+    if store is not None:
+        from .store import KEEP_INPUT_CLAIMS
+
+        store.import_policy(policy)
+        upto = store.max_claim_record()
+        keep_limit = KEEP_INPUT_CLAIMS
+        run_id = store.begin_run(policy.digest, known_on, options or {}, upto,
+                                 _sources(source.paths, encounters))
+        store_history = StoreHistory(store, upto, _prepared(ctx))
+
+    def sink(records: list[dict]) -> None:
+        nonlocal kept
+        writer.write(records)
+        if store is not None:
+            store.add_records(run_id, records)
+            if kept is not None:
+                kept.extend(_encoded(r) for r in records)
+                if len(kept) > keep_limit:
+                    kept = None  # too large to keep as text: the receipt names the files instead
+
+    executor = make_executor(ctx, workers, scheduler, dask)
+    try:
+        with tempfile.TemporaryDirectory(prefix="payerpolicy-") as workdir:
+            summary = run_batch(source, ctx, executor, store_history=store_history, sink=sink,
+                                chunk_size=chunk_size, progress=progress, total=total, workdir=Path(workdir))
+        if store is not None:
+            text = json.dumps(kept, sort_keys=True, default=str) if kept is not None else None
+            store.finish_run(run_id, summary.counts, source.digest, text)
+        writer.close(summary.counts, run_id)
+    except BaseException:
+        writer.abort()
+        if store is not None and run_id is not None:
+            store.abandon_run(run_id)
+        raise
+    finally:
+        executor.close()
+    return FileRun(summary, run_id, executor.workers)
+
+
+def _sources(paths: list[Path], encounters: Path | None) -> list[str]:
+    return [str(p.resolve()) for p in paths] + ([f"encounters={encounters.resolve()}"] if encounters else [])
+
+
+def _encoded(record: dict) -> dict[str, Any]:
+    result = record["result"]
+    if result["status"] == "invalid":
+        return {"invalid": {"id": result["id"], "errors": result["errors"]}}
+    return {"claim": json.loads(record["body"])}
+
+
+# ---- small batches in memory ---------------------------------------------------------------
 
 
 def _encode(items: list[Claim | InvalidClaim]) -> list[dict[str, Any]]:
@@ -188,9 +179,9 @@ class RunOutcome:
 
 
 def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
-                store: Store | None, options: dict[str, Any] | None = None,
+                store: "Store | None", options: dict[str, Any] | None = None,
                 progress: Callable[[int], None] | None = None) -> RunOutcome:
-    """Scrub a batch; with a store, use its history and keep the run, its findings and claims."""
+    """Scrub a batch held in memory (the service's requests); with a store, use its history and keep the run."""
     if store is None:
         return RunOutcome(scrub(items, policy, known_on, progress=progress), None)
     store.import_policy(policy)
@@ -201,13 +192,45 @@ def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: 
     return RunOutcome(result, run_id)
 
 
-def replay(store: Store, run_id: str) -> tuple[ScrubResult, list[tuple[int, dict]], list[tuple[int, dict]]]:
-    """Re-run a stored run from its receipt alone; returns the result, stored and new findings."""
+class ReplayError(Exception):
+    """A stored run cannot be replayed (its input files are gone or changed)."""
+
+
+def replay(store: "Store", run_id: str) -> tuple[ScrubResult | None, list[tuple[int, dict]], list[tuple[int, dict]]]:
+    """Re-run a stored run from its receipt alone; returns the result, stored and new findings.
+
+    A run small enough to keep its input is replayed from the store; a larger one re-reads
+    its files and fails if their digest is not the one the run recorded.
+    """
     run, rows = store.get_run(run_id)
     policy = store.load_policy(run.policy_digest)
-    items = _decode(json.loads(run.input))
-    history = store.history_for(items, family_lookup(policy, run.known_on), run.history_upto)
-    result = scrub(items, policy, run.known_on, history=history)
     stored = [(r.claim_position, json.loads(r.body)) for r in rows]
-    fresh = [(c.position, f.as_dict()) for c in result.claims for f in c.findings]
-    return result, stored, fresh
+    if run.input:
+        items = _decode(json.loads(run.input))
+        history = store.history_for(items, family_lookup(policy, run.known_on), run.history_upto)
+        result = scrub(items, policy, run.known_on, history=history)
+        fresh = [(c.position, f.as_dict()) for c in result.claims for f in c.findings]
+        return result, stored, fresh
+    sources = json.loads(run.sources or "[]")
+    paths = [Path(s) for s in sources if not s.startswith("encounters=")]
+    encounters = [Path(s[len("encounters="):]) for s in sources if s.startswith("encounters=")]
+    missing = [p for p in paths + encounters if not p.exists()]
+    if not paths or missing:
+        raise ReplayError(f"run {run_id}: its input files are no longer there ({', '.join(map(str, missing))})"
+                          if missing else f"run {run_id}: the run kept neither its input nor its files")
+    options = json.loads(run.options or "{}")
+    source = Input(paths, policy)
+    ctx = Context(policy, run.known_on, (options.get("payer") or "").lower() or None,
+                  read_encounters(encounters[0]) if encounters else None)
+    fresh: list[tuple[int, dict]] = []
+
+    def sink(records: list[dict]) -> None:
+        fresh.extend((r["position"], f) for r in records for f in r["result"].get("findings", ()))
+
+    executor = make_executor(ctx, 1)
+    with tempfile.TemporaryDirectory(prefix="payerpolicy-") as workdir:
+        run_batch(source, ctx, executor, store_history=StoreHistory(store, run.history_upto, _prepared(ctx)),
+                  sink=sink, workdir=Path(workdir))
+    if source.digest != run.input_digest:
+        raise ReplayError(f"run {run_id}: its input files changed since the run (digest differs)")
+    return None, stored, fresh

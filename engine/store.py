@@ -78,6 +78,10 @@ class Run(SQLModel, table=True):
     reject: int
     invalid: int
     input: str = Field(sa_column=Column(Text))
+    # Where the input came from, when it was too large to keep (replay re-reads it and checks
+    # input_digest); a run is visible to runs, history and replay only once complete.
+    sources: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    complete: bool = Field(default=True, sa_column_kwargs={"server_default": "1"})
 
 
 class FindingRow(SQLModel, table=True):
@@ -131,11 +135,27 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get(ENV_DB) or default_url()
 
 
+# A run keeps its input as text below this many claims; above it, the digest and the paths.
+KEEP_INPUT_CLAIMS = 5000
+
+
 class Store:
     def __init__(self, url: str | None = None):
         self.url = resolve_url(url)
         self.engine = create_engine(self.url)
         SQLModel.metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Stores made before runs were written in chunks lack two columns; their runs are complete."""
+        from sqlalchemy import inspect, text
+
+        have = {c["name"] for c in inspect(self.engine).get_columns("run")}
+        with self.engine.begin() as connection:
+            if "sources" not in have:
+                connection.execute(text("ALTER TABLE run ADD COLUMN sources TEXT NOT NULL DEFAULT ''"))
+            if "complete" not in have:
+                connection.execute(text("ALTER TABLE run ADD COLUMN complete BOOLEAN NOT NULL DEFAULT 1"))
 
     # ---- policy versions ---------------------------------------------------------
 
@@ -183,7 +203,8 @@ class Store:
                         upto: int | None) -> list[ClaimRecord]:
         if not patients:
             return []
-        query = select(ClaimRecord).where(ClaimRecord.patient_id.in_(sorted(patients)))
+        query = (select(ClaimRecord).join(Run, Run.id == ClaimRecord.run_id)
+                 .where(Run.complete == True, ClaimRecord.patient_id.in_(sorted(patients))))  # noqa: E712
         if upto is not None:
             query = query.where(ClaimRecord.id <= upto)
         latest: dict[str, ClaimRecord] = {}
@@ -206,6 +227,26 @@ class Store:
                     history.add(record.patient_id, Service(day, (record.id - 10**12, number), line.code,
                                                            family(claim, day, line.code)))
         return history
+
+    def history_rows(self, patients: list[str], upto: int, in_batch, family) -> list[tuple]:
+        """Stored services of these patients as (patient, day ordinal, seq, line, code, family) rows.
+
+        ``in_batch`` names which claim ids belong to the batch being judged: those are
+        judged now, so they are not their own history.
+        """
+        rows: list[tuple] = []
+        with Session(self.engine) as session:
+            records = self._latest_records(session, set(patients), set(), upto)
+        batch = in_batch(sorted({r.claim_id for r in records})) if records else set()
+        for record in records:
+            if record.claim_id in batch:
+                continue
+            claim = Claim.model_validate_json(record.body)
+            for number, line in enumerate(claim.lines, 1):
+                day = claim.line_date(line)
+                rows.append((record.patient_id, day.toordinal(), record.id - 10**12, number, line.code,
+                             family(claim, day, line.code)))
+        return rows
 
     def max_claim_record(self) -> int:
         with Session(self.engine) as session:
@@ -288,14 +329,66 @@ class Store:
     def get_run(self, run_id: str) -> tuple[Run, list[FindingRow]]:
         with Session(self.engine) as session:
             run = session.get(Run, run_id)
-            if run is None:
+            if run is None or not run.complete:
                 raise KeyError(f"no stored run {run_id}")
             rows = list(session.exec(select(FindingRow).where(FindingRow.run_id == run_id).order_by(FindingRow.id)))
             return run, rows
 
     def runs(self, limit: int = 20) -> list[Run]:
         with Session(self.engine) as session:
-            return list(session.exec(select(Run).order_by(Run.started_at.desc()).limit(limit)))
+            return list(session.exec(select(Run).where(Run.complete == True)  # noqa: E712
+                                     .order_by(Run.started_at.desc()).limit(limit)))
+
+    # ---- runs written in chunks ------------------------------------------------------
+
+    def begin_run(self, policy_digest: str, known_on: dt.date, options: dict[str, Any], history_upto: int,
+                  sources: list[str]) -> str:
+        """An incomplete run: invisible to runs, history and replay until finish_run."""
+        run_id = uuid.uuid4().hex
+        with Session(self.engine) as session:
+            session.add(Run(id=run_id, started_at=clock.now(), policy_digest=policy_digest, known_on=known_on,
+                            input_digest="", options=json.dumps(options, sort_keys=True), history_upto=history_upto,
+                            claims=0, clean=0, review=0, reject=0, invalid=0, input="",
+                            sources=json.dumps(sources), complete=False))
+            session.commit()
+        return run_id
+
+    def add_records(self, run_id: str, records: list[dict]) -> None:
+        """One chunk of a run's results: its findings and the claims kept as history."""
+        with Session(self.engine) as session:
+            for record in records:
+                result = record["result"]
+                for f in result.get("findings", ()):
+                    session.add(FindingRow(run_id=run_id, claim_position=record["position"], claim_id=result["id"],
+                                           line=f["line"], rule=f["rule"], severity=f["severity"], carc=f["carc"],
+                                           body=json.dumps(f)))
+                if "body" in record:
+                    session.add(ClaimRecord(run_id=run_id, claim_id=result["id"], patient_id=record["patient"],
+                                            payer=record["payer"],
+                                            service_date=dt.date.fromisoformat(record["service_date"]),
+                                            status=result["status"], body=record["body"]))
+            session.commit()
+
+    def finish_run(self, run_id: str, summary: dict[str, int], input_digest: str, input_text: str | None) -> None:
+        with Session(self.engine) as session:
+            run = session.get(Run, run_id)
+            run.input_digest = input_digest
+            run.input = input_text or ""
+            for key in ("claims", "clean", "review", "reject", "invalid"):
+                setattr(run, key, summary[key])
+            run.complete = True
+            session.add(run)
+            session.commit()
+
+    def abandon_run(self, run_id: str) -> None:
+        """Remove what a failed run wrote (a killed one is simply never completed)."""
+        from sqlalchemy import delete
+
+        with Session(self.engine) as session:
+            session.exec(delete(FindingRow).where(FindingRow.run_id == run_id))
+            session.exec(delete(ClaimRecord).where(ClaimRecord.run_id == run_id))
+            session.exec(delete(Run).where(Run.id == run_id))
+            session.commit()
 
 
 def stored_findings(rows: list[FindingRow]) -> list[tuple[int, dict[str, Any]]]:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
+import engine.store  # noqa: F401  (imported before any test freezes the clock: its models name datetime)
 from engine.claims import parse_claims_text
 from engine.policy.loader import bundled_policies, load_policies
 

@@ -199,7 +199,7 @@ def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path):
     import sys
     import time
 
-    from engine.bench import synthetic_claims
+    from engine.synthetic import synthetic_claims
     from engine.bench_serve import free_port, wait_healthy
 
     port = free_port()

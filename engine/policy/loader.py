@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import pickle
 import re
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +115,7 @@ class _Loader:
         for key, spec in (parsed.payers.items() if parsed else []):
             self.payers[key] = Payer(key=key, name=spec.name, plan_class=spec.plan_class, layers=spec.layers,
                                      states={s.upper(): v for s, v in spec.states.items()},
-                                     x12_payer_ids=spec.x12_payer_ids)
+                                     x12_payer_ids=spec.x12_payer_ids, names=spec.names)
 
     def load_taxonomy(self) -> None:
         parsed = self._tree_file(TAXONOMY_FILE, TaxonomyFile, required=False)
@@ -453,11 +457,62 @@ def _plain(value: Any) -> Any:
     return value
 
 
+ENV_CACHE = "PAYERPOLICY_CACHE"
+
+
+def _cache_path(root: Path, digest: str) -> Path | None:
+    """Where a loaded tree is kept: keyed by the tree's digest, its folder and the loader's own code.
+
+    ``PAYERPOLICY_CACHE=off`` turns the cache off; any other value names its folder.
+    """
+    setting = os.environ.get(ENV_CACHE)
+    if setting == "off":
+        return None
+    if setting:
+        folder = Path(setting)
+    else:
+        import platformdirs
+
+        folder = Path(platformdirs.user_cache_dir("payerpolicy", appauthor=False))
+    code = hashlib.sha256()
+    for module in ("loader.py", "model.py", "fields.py", "yamlsrc.py"):
+        code.update((Path(__file__).parent / module).read_bytes())
+    code.update(str(root.resolve()).encode() + digest.encode() + sys.version.encode())
+    return folder / f"policies-{code.hexdigest()[:32]}.pickle"
+
+
 def load_policies(root: Path | str | None = None) -> PolicySet:
-    """Load, validate and merge a policy tree; raise ``PolicyLoadError`` listing every problem."""
+    """Load, validate and merge a policy tree; raise ``PolicyLoadError`` listing every problem.
+
+    A tree that loaded cleanly is kept compiled in the user cache folder, keyed by its
+    digest, so the next start skips the YAML (any change to any file is a new digest).
+    """
     root = Path(root) if root else bundled_policies()
     if not root.is_dir():
         raise PolicyLoadError([PolicyError(str(root), 0, "not a policy folder")])
+    digest = tree_digest(root)
+    cached = _cache_path(root, digest)
+    if cached is not None and cached.is_file():
+        try:
+            with cached.open("rb") as handle:
+                policy = pickle.load(handle)
+            if isinstance(policy, PolicySet) and policy.digest == digest:
+                return policy
+        except Exception:  # a stale or broken cache file is only a slower start
+            pass
+    policy = _load_tree(root, digest)
+    if cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=cached.parent, delete=False, suffix=".tmp") as handle:
+                pickle.dump(policy, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(handle.name, cached)
+        except OSError:  # a read-only or full cache folder is only a slower start
+            pass
+    return policy
+
+
+def _load_tree(root: Path, digest: str) -> PolicySet:
     loader = _Loader(root)
     loader.load_payers()
     loader.load_taxonomy()
@@ -469,6 +524,6 @@ def load_policies(root: Path | str | None = None) -> PolicySet:
     if loader.errors:
         raise PolicyLoadError(loader.errors)
     return PolicySet(
-        digest=tree_digest(root), root=str(root), payers=loader.payers, layers=loader.layers,
+        digest=digest, root=str(root), payers=loader.payers, layers=loader.layers,
         sources={k: v for k, (v, _) in loader.sources.items()}, cases=loader.cases, taxonomy=loader.taxonomy,
     )

@@ -153,6 +153,7 @@ class PayerFile(_Strict):
     layers: list[str]
     states: dict[str, list[str]] = Field(default_factory=dict)
     x12_payer_ids: list[str] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list)
 
 
 class PayersFile(_Strict):
@@ -250,6 +251,7 @@ class Payer(BaseModel):
     layers: list[str]
     states: dict[str, list[str]]
     x12_payer_ids: list[str]
+    names: list[str] = Field(default_factory=list)
 
     def chain(self, state: str | None) -> tuple[str, ...]:
         return tuple(self.layers + (self.states.get(state, []) if state else []))
@@ -266,6 +268,14 @@ class PolicySet(BaseModel):
     sources: dict[str, Source]
     cases: list[Case] = Field(default_factory=list)
     taxonomy: dict[str, str] = Field(default_factory=dict)
+
+    def payer_names(self) -> dict[str, str]:
+        """Payer names as warehouses write them (lower case) -> payer key; keys name themselves."""
+        found = {key: key for key in self.payers}
+        for key, payer in self.payers.items():
+            for name in payer.names:
+                found[name.strip().lower()] = key
+        return found
 
     def rule_ids(self) -> set[str]:
         return {r.rule_id for layer in self.layers.values() for r in layer.rules}

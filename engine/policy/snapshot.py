@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
-from .fields import Cond, parse_when
+from .fields import Cond, describe, parse_when, referenced_fields
 from .model import CodeRevision, DiagnosisGroup, Payer, PolicySet, RuleRevision
 
 
@@ -24,11 +24,37 @@ class ActiveRule:
     revision: RuleRevision
     cond: Cond
 
-    @property
+    @cached_property
     def rule_id(self) -> str:
         return self.revision.rule_id
 
-    @property
+    @cached_property
+    def revision_name(self) -> str:
+        return self.revision.revision
+
+    @cached_property
+    def effective(self) -> dict[str, str | None]:
+        return self.revision.effective.as_dict()
+
+    @cached_property
+    def fix(self) -> dict[str, Any] | None:
+        """The rule's fix as plain data (copied per finding before its text is filled in)."""
+        then = self.revision.then
+        return then.fix.model_dump() if then is not None and then.fix is not None else None
+
+    @cached_property
+    def fields(self) -> tuple[str, ...]:
+        """Every fact name the condition reads, in order (for traces and missing inputs)."""
+        return tuple(referenced_fields(self.cond))
+
+    @cached_property
+    def reading(self) -> str:
+        """The condition in words, with the revision's window and layer (the last trace line)."""
+        eff = self.revision.effective
+        return (f"rule {self.rule_id} revision {self.revision.revision} ({self.revision.layer}), "
+                f"in force {eff.from_}..{eff.to or 'open'}: {describe(self.cond)}")
+
+    @cached_property
     def severity(self) -> str | None:
         then = self.revision.then
         if then is None:
@@ -54,7 +80,7 @@ class Snapshot:
     diagnosis_groups: dict[str, DiagnosisGroup] = field(default_factory=dict)
     _codes: dict[str, list[CodeRevision]] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def signature(self) -> tuple:
         """What the compiled ruleset depends on; equal signatures share one ruleset."""
         return (self.policy.digest, self.chain,
@@ -68,6 +94,11 @@ class Snapshot:
             if attrs and attrs.get("status", "active") == "active":
                 found[code] = attrs
         return found
+
+    @cached_property
+    def supersedes(self) -> dict[str, tuple[str, ...]]:
+        """Rule id -> the rule ids its findings replace on the same line."""
+        return {r.rule_id: tuple(r.revision.supersedes) for r in self.rules}
 
     def code_known(self, code: str) -> bool:
         return code in self._codes
@@ -129,8 +160,12 @@ class Resolver:
         self._cache: dict[tuple, Snapshot] = {}
 
     def get(self, payer_key: str, state: str | None, known_on: dt.date) -> Snapshot:
-        chain = self.policy.payers[payer_key].chain(state)
-        key = (payer_key, chain, known_on)
-        if key not in self._cache:
-            self._cache[key] = resolve(self.policy, payer_key, state, known_on)
-        return self._cache[key]
+        found = self._cache.get((payer_key, state, known_on))
+        if found is None:
+            chain = self.policy.payers[payer_key].chain(state)
+            # States without an overlay share the payer's snapshot (and so its compiled rules).
+            found = self._cache.get((payer_key, chain, known_on))
+            if found is None:
+                found = self._cache[(payer_key, chain, known_on)] = resolve(self.policy, payer_key, state, known_on)
+            self._cache[(payer_key, state, known_on)] = found
+        return found

@@ -1,0 +1,224 @@
+"""Claim inputs read a piece at a time: JSON, JSON Lines, X12 837P, Parquet and CSV.
+
+Each source yields *raw items* in input order, without validating them (validation
+happens where the claim is judged, possibly in another process):
+
+- ``JsonText``: one JSON Lines line, still bytes, with its line number;
+- a ``dict``: a claim from a JSON document, a Parquet row or grouped Tuva rows;
+- ``Structural``: claim data the X12 validator objected to, or a file-level problem;
+- ``InvalidClaim``: an item that could not even be read (a non-UTF-8 file).
+
+JSON Lines, Parquet and Tuva tables stream in constant memory; a JSON document or an
+837 interchange is read whole (use JSON Lines or Parquet for very large batches).
+Every byte read is fed to a digest, so a run's receipt names exactly what it judged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .claims import InputError, InvalidClaim, raw_items
+from .policy.model import PolicySet
+
+
+class UsageError(Exception):
+    """A problem with how the command was called (exit code 2)."""
+
+
+X12_SUFFIXES = {".837", ".x12", ".edi", ".txt"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+READ_BLOCK = 1 << 20
+
+
+@dataclass
+class JsonText:
+    """One line of a JSON Lines file, parsed where it is judged."""
+
+    number: int
+    text: bytes
+
+
+@dataclass
+class Structural:
+    """Claim data the X12 validator objected to (or a file-level problem when raw is None)."""
+
+    raw: dict[str, Any] | None
+    errors: list[InputError]
+
+
+def is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in PARQUET_SUFFIXES or path.is_dir()
+
+
+def expand(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for the Parquet files in it (a partitioned table)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            parts = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES)
+            if not parts:
+                raise UsageError(f"{path}: a folder with no Parquet files")
+            found.extend(parts)
+        elif not path.is_file():
+            raise UsageError(f"{path}: no such file")
+        else:
+            found.append(path)
+    return found
+
+
+class Input:
+    """The raw items of several files, in order, with the digest of everything read."""
+
+    def __init__(self, paths: list[Path], policy: PolicySet | None):
+        self.paths = expand(paths)
+        self.policy = policy
+        self._digest = hashlib.sha256()
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._digest.hexdigest()
+
+    def total_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.paths)
+
+    def __iter__(self) -> Iterator[Any]:
+        self._digest = hashlib.sha256()
+        for path in self.paths:
+            self._digest.update(str(path.name).encode() + b"\0")
+            suffix = path.suffix.lower()
+            if suffix in PARQUET_SUFFIXES:
+                yield from self._parquet(path)
+            elif suffix == ".csv":
+                yield from self._csv(path)
+            else:
+                yield from self._text(path)
+
+    def _text(self, path: Path) -> Iterator[Any]:
+        with path.open("rb") as handle:
+            head = handle.read(READ_BLOCK)
+            self._digest.update(head)
+            start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+            first_line, _, after = start.partition(b"\n")
+            # JSON Lines: one whole object on the first line and another object after it.
+            if path.suffix.lower() == ".jsonl" or (start.startswith(b"{") and after.lstrip().startswith(b"{")
+                                                  and _whole_json(first_line)):
+                yield from self._lines(handle, head)
+                return
+            rest = handle.read()
+            self._digest.update(rest)
+        data = head + rest
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            yield InvalidClaim(None, 0, [InputError("file", f"{path.name} is not UTF-8 text")])
+            return
+        if path.suffix.lower() in X12_SUFFIXES or text.lstrip("\ufeff \r\n").startswith("ISA"):
+            yield from x12_items(path.name, text, self.policy)
+        else:
+            yield from raw_items(text)
+
+    def _lines(self, handle, head: bytes) -> Iterator[JsonText]:
+        number = 0
+        pending = head
+        while True:
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                number += 1
+                if line.strip():
+                    yield JsonText(number, line)
+            block = handle.read(READ_BLOCK)
+            if not block:
+                break
+            self._digest.update(block)
+            pending += block
+        if pending.strip():
+            yield JsonText(number + 1, pending)
+
+    def _parquet(self, path: Path) -> Iterator[dict]:
+        import pyarrow.parquet as pq
+
+        from .tuva import TUVA_KEYS, TuvaGrouper
+
+        self._digest.update(_file_digest(path))
+        table = pq.ParquetFile(path)
+        names = set(table.schema_arrow.names)
+        rows = (row for batch in table.iter_batches(batch_size=4096) for row in batch.to_pylist())
+        if TUVA_KEYS <= names:
+            yield from TuvaGrouper(path.name).claims(rows)
+        else:
+            for row in rows:
+                yield _without_nulls(row)
+
+    def _csv(self, path: Path) -> Iterator[Any]:
+        import csv
+
+        from .tuva import TUVA_KEYS, TuvaGrouper
+
+        self._digest.update(_file_digest(path))
+        with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+            reader = csv.DictReader(handle)
+            if not TUVA_KEYS <= set(reader.fieldnames or ()):
+                yield InvalidClaim(None, 0, [InputError(path.name, "a CSV input must be a Tuva medical_claim table "
+                                                                   "(claim_id, hcpcs_code, ... columns)")])
+                return
+            yield from TuvaGrouper(path.name).claims({k: (v if v != "" else None) for k, v in row.items()}
+                                                     for row in reader)
+
+
+def _whole_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _file_digest(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(READ_BLOCK), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+def _without_nulls(value: Any) -> Any:
+    """A Parquet row as claim JSON: absent fields are nulls there, and absent here."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def x12_items(name: str, text: str, policy: PolicySet | None) -> list[Any]:
+    """An 837's claims as raw dicts, with structural problems attached or listed for the file."""
+    from .x12.claim837 import read_837
+    from .x12.validate import validate
+
+    payers = policy.payers.items() if policy else []
+    # A payer key written as the id (our own exports do that) maps to itself.
+    payer_ids = {key.upper(): key for key, _ in payers}
+    payer_ids.update({pid: key for key, payer in payers for pid in payer.x12_payer_ids})
+    parsed = read_837(text, payer_ids, policy.taxonomy if policy else {})
+    problems = validate(text) if not parsed.errors else []
+    items: list[Any] = []
+    placed = set()
+    for raw, (first, last) in zip(parsed.claims, parsed.spans):
+        mine = [p for p in problems if p.segment is not None and first <= p.segment <= last]
+        placed.update(id(p) for p in mine)
+        items.append(Structural(raw, [InputError(f"{name} segment {p.segment}", p.reason) for p in mine])
+                     if mine else raw)
+    rest = [(seg, reason) for seg, reason in parsed.errors] + \
+           [(p.segment, p.reason) for p in problems if id(p) not in placed]
+    if rest:
+        items.append(Structural(None, [InputError(name + (f" segment {seg}" if seg else ""), reason)
+                                       for seg, reason in rest]))
+    if not parsed.claims and not rest:
+        items.append(Structural(None, [InputError(name, "the interchange holds no 837 claims")]))
+    return items
