@@ -5,13 +5,19 @@ STAMP := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test bench clean
+.PHONY: run test bench soak lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[test]'
 	touch $(STAMP)
+
+# Re-pin requirements.lock to what the venv holds after a dependency change in pyproject.toml.
+lock:
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	{ head -2 requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^payerpolicy'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
 
 run: $(STAMP)
 	$(BIN)/payerpolicy scrub examples/claims.json; test $$? -le 1

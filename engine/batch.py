@@ -37,6 +37,7 @@ from .history import History, Service
 from .judge import judge_claim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
+from .scrub import known_payer
 from .sources import Input, JsonText, Structural
 from .tuva import TUVA_PAYER, map_payer_name
 
@@ -131,18 +132,6 @@ def validate_item(raw: Any, position: int, encounters: dict[str, dict[str, Any]]
         errors = structural + (checked.errors if isinstance(checked, InvalidClaim) else [])
         checked = InvalidClaim(raw.get("id") if isinstance(raw.get("id"), str) else None, position, errors)
     return checked
-
-
-def known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -> Claim | InvalidClaim:
-    if isinstance(item, Claim) and item.payer not in policy.payers:
-        known = ", ".join(sorted(policy.payers))
-        if item.payer.startswith("x12:"):
-            reason = (f"X12 payer id {item.payer[4:]} is not in payers.yaml (x12_payer_ids); "
-                      f"add it there or use --payer (known payers: {known})")
-        else:
-            reason = f"unknown payer; known payers: {known}"
-        return InvalidClaim(item.id, position, [InputError("payer", reason)])
-    return item
 
 
 def _claim_of(prep: _Prepared, raw: Any, position: int) -> Claim | InvalidClaim:

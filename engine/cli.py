@@ -101,6 +101,7 @@ def scrub(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", envvar="DASK_SCHEDULER_ADDRESS",
                                             help="A Dask distributed scheduler (tcp://host:8786) to judge on."),
     dask: bool = typer.Option(False, "--dask", help="Judge on a Dask LocalCluster of --workers processes."),
+    chunk_size: int = typer.Option(1000, "--chunk-size", min=1, help="Claims judged and written at a time."),
 ) -> None:
     """Judge claims line by line: what the payer will deny, why, the citation, the CARC and the fix.
 
@@ -147,7 +148,7 @@ def scrub(
         try:
             run = scrub_files(files, policy, day, writer, payer=payer.lower() if payer else None,
                               encounters=encounters, store=store, workers=workers, scheduler=scheduler, dask=dask,
-                              options=options, progress=lambda n: bar.advance(task, n),
+                              options=options, chunk_size=chunk_size, progress=lambda n: bar.advance(task, n),
                               total=lambda n: bar.update(task, total=n) if n >= PROGRESS_MIN else None)
         except (UsageError, writers.OutputError) as exc:
             err.print(f"[red]{exc}[/]", highlight=False)

@@ -67,14 +67,15 @@ def add_to_history(history: History, claim: Claim, position: int, family: Callab
         history.add(claim.patient.id, Service(day, (position, number), line.code, family(day, line.code)))
 
 
-def _known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -> Claim | InvalidClaim:
+def known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -> Claim | InvalidClaim:
     if isinstance(item, Claim) and item.payer not in policy.payers:
         known = ", ".join(sorted(policy.payers))
         if item.payer.startswith("x12:"):
             reason = (f"X12 payer id {item.payer[4:]} is not in payers.yaml (x12_payer_ids); "
                       f"add it there or use --payer (known payers: {known})")
         else:
-            reason = f"unknown payer; known payers: {known}"
+            reason = (f"unknown payer; known payers: {known} (a warehouse's payer name can be mapped to "
+                      f"a key with names: in payers.yaml)")
         return InvalidClaim(item.id, position, [InputError("payer", reason)])
     return item
 
@@ -85,7 +86,7 @@ def scrub_iter(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_o
 
     A caller judging many small batches passes one ``resolver`` so snapshots are resolved once.
     """
-    items = [_known_payer(item, policy, position) for position, item in enumerate(items, 1)]
+    items = [known_payer(item, policy, position) for position, item in enumerate(items, 1)]
     resolver = resolver or Resolver(policy)
     history = history if history is not None else History()
     for position, item in enumerate(items, 1):

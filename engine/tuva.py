@@ -76,8 +76,8 @@ class TuvaGrouper:
         claim_id = _text(first.get("claim_id"))
         kind = (_text(first.get("claim_type")) or "professional").lower()
         if kind != "professional":
-            return InvalidClaim(claim_id, 0, [InputError("claim_type", f"a {kind} claim: only professional claims "
-                                                                       "are judged")])
+            return InvalidClaim(claim_id, 0, [InputError("claim_type", f"claim type {kind}: only professional "
+                                                                       "claims are judged")])
         rows = sorted(rows, key=lambda r: _number(r.get("claim_line_number")) or 0)
         lines = []
         for row in rows:

@@ -192,7 +192,7 @@ def test_remits_command_prints_what_was_read():
                                                                    "quantity": None}
 
 
-MUTATIONS = 12
+MUTATIONS = 8
 
 
 def _mutations(text: str, rng: random.Random):
@@ -224,22 +224,21 @@ def _mutations(text: str, rng: random.Random):
             yield text.replace("*", "|", rng.randrange(1, 50))
 
 
-def test_fuzzed_interchanges_never_crash_or_hang(policy, tmp_path):
-    rng = random.Random(20261127)
-    sources = sorted(FIX.glob("*.837")) + sorted(FIX.glob("*.835"))
+@pytest.mark.parametrize("source", sorted(FIX.glob("*.837")) + sorted(FIX.glob("*.835")), ids=lambda p: p.name)
+def test_fuzzed_interchanges_never_crash_or_hang(policy, tmp_path, source):
+    rng = random.Random(f"20261127-{source.name}")
     started = time.monotonic()
     count = 0
-    for source in sources:
-        for n, mutated in enumerate(_mutations(source.read_text(), rng)):
-            path = tmp_path / f"m{count}.837"
-            path.write_text(mutated)
-            items = read_claim_files([path], policy)  # must not raise
-            for item in items:
-                assert isinstance(item, Claim) or item.errors
-            read_835(mutated)  # must not raise
-            count += 1
-    assert count == MUTATIONS * len(sources)
-    assert time.monotonic() - started < 300
+    for n, mutated in enumerate(_mutations(source.read_text(), rng)):
+        path = tmp_path / f"m{count}.837"
+        path.write_text(mutated)
+        items = read_claim_files([path], policy)  # must not raise
+        for item in items:
+            assert isinstance(item, Claim) or item.errors
+        read_835(mutated)  # must not raise
+        count += 1
+    assert count == MUTATIONS
+    assert time.monotonic() - started < 60
 
 
 def test_remits_match_claims_by_id_and_lines_by_code_date_and_position():
