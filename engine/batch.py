@@ -26,6 +26,7 @@ import sqlite3
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -169,13 +170,22 @@ def chunk_services(ctx: Context | str, chunk: list[tuple[int, Any]]) -> tuple[li
 def history_of(rows: Iterable[tuple]) -> History:
     """A History from (patient, day ordinal, seq1, seq2, code, family) rows."""
     by_patient: dict[str, list[Service]] = {}
+    day_of = _day_of
     for patient, day, first, second, code, family in rows:
-        by_patient.setdefault(patient, []).append(Service(dt.date.fromordinal(day), (first, second), code, family))
+        services = by_patient.get(patient)
+        if services is None:
+            services = by_patient[patient] = []
+        services.append(Service(day_of(day), (first, second), code, family))
     history = History()
     for patient, services in by_patient.items():
         services.sort()
         history._by_patient[patient] = services
     return history
+
+
+@lru_cache(maxsize=8192)
+def _day_of(ordinal: int) -> dt.date:
+    return dt.date.fromordinal(ordinal)
 
 
 def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: list[tuple] | None) -> list[dict]:

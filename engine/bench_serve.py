@@ -1,10 +1,11 @@
 """Load run for the HTTP service: single-claim scrubs against a local server on loopback.
 
-    python -m engine.bench_serve [--requests 2000] [--threads 8]
+    python -m engine.bench_serve [--requests 2000] [--seconds 120]
 
-Starts ``payerpolicy serve`` on 127.0.0.1 (a free port, no store), sends a bounded number
-of requests (and stops after --seconds whatever happens), prints requests per second and
-p50/p99 latency, and stops the server.
+Starts ``payerpolicy serve`` on 127.0.0.1 (a free port) once per configuration - one
+worker without and with the store, at 1 and 8 client threads, and two workers - sends a
+bounded number of requests (stopping after --seconds whatever happens), prints requests
+per second and p50/p99 latency, and stops the server.
 """
 
 from __future__ import annotations
@@ -45,61 +46,87 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=120.0)
-    args = parser.parse_args()
+def load(port: int, bodies: list[str], requests: int, threads: int, seconds: float, store: bool) -> dict:
+    """Send ``requests`` single-claim scrubs from ``threads`` clients; requests/s and latency percentiles."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+    counter = iter(range(requests))
+    path = "/v1/scrub" + ("" if store else "?store=false")
 
-    port = free_port()
-    env = dict(os.environ, PAYERPOLICY_TOKENS=TOKEN)
-    server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-store"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        if not wait_healthy(port, 30):
-            raise SystemExit("the server did not start")
-        bodies = [json.dumps(c) for c in synthetic_claims(min(args.requests, 5000), seed=11)]
-        latencies: list[float] = []
-        errors = [0]
-        lock = threading.Lock()
-        stop_at = time.monotonic() + args.seconds
-        counter = iter(range(args.requests))
-
-        def worker() -> None:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            while time.monotonic() < stop_at:
-                with lock:
-                    n = next(counter, None)
-                if n is None:
-                    return
-                started = time.perf_counter()
-                conn.request("POST", "/v1/scrub?store=false", body=bodies[n % len(bodies)],
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < stop_at:
+            with lock:
+                n = next(counter, None)
+            if n is None:
+                return
+            started = time.perf_counter()
+            try:
+                conn.request("POST", path, body=bodies[n % len(bodies)],
                              headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
                 response = conn.getresponse()
                 response.read()
-                elapsed = time.perf_counter() - started
-                with lock:
-                    latencies.append(elapsed)
-                    errors[0] += response.status != 200
+                failed = response.status != 200
+            except OSError:  # counted, and the client reconnects
+                failed = True
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+                errors[0] += failed
 
-        began = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(args.threads)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        total = time.perf_counter() - began
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    began = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    total = time.perf_counter() - began
     latencies.sort()
-    p50 = latencies[len(latencies) // 2] * 1000
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    return {"requests": len(latencies), "errors": errors[0], "rate": len(latencies) / total,
+            "p50": latencies[len(latencies) // 2] * 1000,
+            "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000}
+
+
+def serving(workers: int, store: bool, db: str):
+    args = [sys.executable, "-m", "engine.cli", "serve", "--host", "127.0.0.1", "--port", str(free_port()),
+            "--workers", str(workers)] + (["--db", db] if store else ["--no-store"])
+    env = dict(os.environ, PAYERPOLICY_TOKENS=TOKEN)
+    server = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = int(args[args.index("--port") + 1])
+    if not wait_healthy(port, 60):
+        server.terminate()
+        raise SystemExit("the server did not start")
+    return server, port
+
+
+def main() -> None:
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=120.0)
+    args = parser.parse_args()
+    bodies = [json.dumps(c) for c in synthetic_claims(min(args.requests, 5000), seed=11)]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}")
-    print(f"single-claim scrubs over HTTP: {len(latencies)} requests, {args.threads} client threads, "
-          f"{errors[0]} errors")
-    print(f"{len(latencies) / total:,.0f} requests/s; p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    rates = {}
+    with tempfile.TemporaryDirectory(prefix="payerpolicy-serve-") as tmp:
+        for workers, store, threads in [(1, False, 1), (1, False, 8), (1, True, 1), (1, True, 8), (2, False, 8)]:
+            server, port = serving(workers, store, f"sqlite:///{tmp}/store-{workers}-{threads}.sqlite")
+            try:
+                load(port, bodies, 100, threads, 30, store)  # warm: snapshots compiled in every worker
+                r = load(port, bodies, args.requests, threads, args.seconds, store)
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+            rates[(workers, store, threads)] = r["rate"]
+            print(f"serve --workers {workers}, {'with' if store else 'without'} the store, {threads} client "
+                  f"thread(s): {r['requests']} requests, {r['errors']} errors, {r['rate']:,.0f} requests/s, "
+                  f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
+    print(f"--workers 2 against 1 (no store, 8 clients): {rates[(2, False, 8)] / rates[(1, False, 8)]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -498,18 +498,22 @@ def serve(
     max_claims: int = typer.Option(2000, "--max-claims", help="Most claims in one request."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds a request may take."),
     openapi: bool = typer.Option(False, "--openapi", help="Print the OpenAPI schema and exit."),
+    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Server processes (each loads the policy "
+                                "and compiles its rules once); throughput grows with cores."),
 ) -> None:
     """Serve the scrubber over HTTP: /v1/scrub, /v1/suggest, /v1/whatif, /v1/policy, /v1/runs, /healthz."""
     import logging
+    import os
 
     import uvicorn
 
-    from .service import Limits, create_app, load_tokens
+    from .service import SERVE_CONFIG, Limits, create_app, load_tokens
 
     policy = _load(policies)
     tokens = load_tokens(tokens_file)
-    app_ = create_app(policy, None if no_store else _store(db), tokens,
-                      Limits(max_body_bytes=max_body, max_claims=max_claims, timeout_seconds=timeout))
+    limits = Limits(max_body_bytes=max_body, max_claims=max_claims, timeout_seconds=timeout)
+    store = None if no_store else _store(db)
+    app_ = create_app(policy, store, tokens, limits)
     if openapi:
         sys.stdout.write(json.dumps(app_.openapi(), indent=2, sort_keys=True) + "\n")
         return
@@ -518,7 +522,16 @@ def serve(
         err.print("[yellow]no tokens configured (PAYERPOLICY_TOKENS or --tokens-file): every data request "
                   "will be refused[/]")
     # uvicorn's access log prints raw paths and queries; the service logs routes instead.
-    uvicorn.run(app_, host=host, port=port, access_log=False, timeout_graceful_shutdown=30, log_level="info")
+    if workers == 1:
+        uvicorn.run(app_, host=host, port=port, access_log=False, timeout_graceful_shutdown=30, log_level="info")
+        return
+    if store is not None:
+        store.import_policy(policy)  # once, before the workers race to do it
+    os.environ[SERVE_CONFIG] = json.dumps({
+        "policies": policy.root, "db": store.url if store else None, "no_store": store is None,
+        "tokens_file": str(tokens_file) if tokens_file else None, "limits": limits.model_dump()})
+    uvicorn.run("engine.service:app_from_env", factory=True, workers=workers, host=host, port=port,
+                access_log=False, timeout_graceful_shutdown=30, log_level="info")
 
 
 @policy_app.command("validate")

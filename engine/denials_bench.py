@@ -101,12 +101,35 @@ def generate(count: int, seed: int) -> tuple[list[dict], str, dict[str, dict[int
     return claims, out.getvalue(), expected
 
 
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * resource.getpagesize() / 2**20
+
+
+class RssSampler:
+    """A progress callback that notes RSS at each tenth of a batch, to show whether memory grows with it."""
+
+    def __init__(self, total: int):
+        self.tenth = max(1, total // 10)
+        self.done = 0
+        self.samples: list[float] = []
+
+    def __call__(self, n: int) -> None:
+        before, self.done = self.done, self.done + n
+        if self.done // self.tenth > before // self.tenth:
+            self.samples.append(rss_mb())
+
+    def report(self) -> str:
+        first, last = self.samples[0], self.samples[-1]
+        return f"RSS first tenth {first:.0f} MB, last tenth {last:.0f} MB, growth {last - first:+.1f} MB"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--claims", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
-    from .bench import RssSampler
     from .denials import analyze, read_remit_csv
     from .pipeline import iter_claim_files
     from .policy.loader import load_policies

@@ -21,12 +21,7 @@ def age_on(birth: dt.date, day: dt.date) -> int:
 
 
 def diagnosis_groups(snapshot: Snapshot, diagnoses: list[str]) -> set[str]:
-    found = set()
-    for name, group in snapshot.diagnosis_groups.items():
-        prefixes = tuple(p.upper().replace(".", "") for p in group.prefixes)
-        if any(dx.startswith(prefixes) for dx in diagnoses):
-            found.add(name)
-    return found
+    return {name for name, prefixes in snapshot.diagnosis_prefixes if any(dx.startswith(prefixes) for dx in diagnoses)}
 
 
 def _put(facts: dict[str, Any], name: str, value: Any) -> None:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import datetime as dt
 from bisect import insort
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 NEVER = 99_999
 
 
-@dataclass(frozen=True, order=True)
-class Service:
+class Service(NamedTuple):
+    """One earlier service; ordered by date, then by when it was seen (seq)."""
+
     day: dt.date
     seq: tuple[int, int]
     code: str

@@ -160,8 +160,9 @@ def _decode(encoded: list[dict[str, Any]]) -> list[Claim | InvalidClaim]:
     return items
 
 
-def family_lookup(policy: PolicySet, known_on: dt.date) -> Callable[[Claim, dt.date, str], str | None]:
-    resolver = Resolver(policy)
+def family_lookup(policy: PolicySet, known_on: dt.date,
+                  resolver: Resolver | None = None) -> Callable[[Claim, dt.date, str], str | None]:
+    resolver = resolver or Resolver(policy)
 
     def family(claim: Claim, day: dt.date, code: str) -> str | None:
         if claim.payer not in policy.payers:
@@ -180,14 +181,18 @@ class RunOutcome:
 
 def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
                 store: "Store | None", options: dict[str, Any] | None = None,
-                progress: Callable[[int], None] | None = None) -> RunOutcome:
-    """Scrub a batch held in memory (the service's requests); with a store, use its history and keep the run."""
+                progress: Callable[[int], None] | None = None, resolver: Resolver | None = None) -> RunOutcome:
+    """Scrub a batch held in memory (the service's requests); with a store, use its history and keep the run.
+
+    A caller serving many batches passes one ``resolver``, so snapshots are resolved and compiled once.
+    """
     if store is None:
-        return RunOutcome(scrub(items, policy, known_on, progress=progress), None)
+        return RunOutcome(scrub(items, policy, known_on, progress=progress, resolver=resolver), None)
     store.import_policy(policy)
     upto = store.max_claim_record()
-    history = store.history_for(items, family_lookup(policy, known_on), upto)
-    result = scrub(items, policy, known_on, history=history, progress=progress)
+    resolver = resolver or Resolver(policy)
+    history = store.history_for(items, family_lookup(policy, known_on, resolver), upto)
+    result = scrub(items, policy, known_on, history=history, progress=progress, resolver=resolver)
     run_id = store.record_run(result, items, _encode(items), options or {}, upto)
     return RunOutcome(result, run_id)
 

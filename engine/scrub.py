@@ -105,10 +105,11 @@ def scrub_iter(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_o
 
 
 def scrub(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
-          history: History | None = None, progress: Callable[[int], None] | None = None) -> ScrubResult:
+          history: History | None = None, progress: Callable[[int], None] | None = None,
+          resolver: Resolver | None = None) -> ScrubResult:
     """Judge every claim; a bad claim is reported as invalid and the batch goes on."""
     results: list[ClaimResult] = []
-    for result in scrub_iter(items, policy, known_on, history):
+    for result in scrub_iter(items, policy, known_on, history, resolver):
         results.append(result)
         if progress:
             progress(1)

@@ -16,13 +16,15 @@ import hmac
 import json
 import logging
 import os
+
+import orjson
 import time
 from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,7 +34,7 @@ from .claims import Claim, InvalidClaim, raw_items
 from .pipeline import scrub_items, validate_items, x12_items
 from .policy.fields import describe
 from .policy.model import Fix, PolicySet
-from .policy.snapshot import resolve
+from .policy.snapshot import Resolver, resolve
 from .store import Store
 
 log = logging.getLogger("payerpolicy.service")
@@ -112,8 +114,27 @@ def load_tokens(tokens_file: Path | None) -> set[str]:
     return tokens
 
 
+SERVE_CONFIG = "PAYERPOLICY_SERVE_CONFIG"
+
+
+def app_from_env() -> FastAPI:
+    """The app for each of ``serve --workers N``'s processes, configured by the parent through the environment."""
+    from .policy.loader import load_policies
+    from .store import Store
+
+    config = json.loads(os.environ[SERVE_CONFIG])
+    policy = load_policies(config["policies"])
+    store = None if config["no_store"] else Store(config["db"])
+    tokens = load_tokens(Path(config["tokens_file"]) if config["tokens_file"] else None)
+    return create_app(policy, store, tokens, Limits(**config["limits"]))
+
+
 def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
+    # One resolver for every request: snapshots (and their compiled rules) are made once per process.
+    resolver = Resolver(policy)
+    if store is not None:
+        store.import_policy(policy)  # at start, not raced by the first concurrent requests
     app = FastAPI(title="payerpolicy", version=__version__,
                   description="Scrub professional claims against dated, cited payer policy.")
 
@@ -134,6 +155,12 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
                 response = await asyncio.wait_for(call_next(request), timeout=limits.timeout_seconds)
             except asyncio.TimeoutError:
                 response = problem_response(504, "Timeout", f"the request took over {limits.timeout_seconds} s")
+            except Exception as exc:
+                # Handled here, not left to the server: its traceback would print the failing statement's
+                # parameters (claim data) to the log. The log gets the exception's type only.
+                log.error("internal error %s on %s", type(exc).__name__,
+                          getattr(request.scope.get("route"), "path", "?"))
+                response = problem_response(500, "Internal Error", "the request failed inside payerpolicy")
         route = request.scope.get("route")
         log.info("%s %s %s %.1fms", request.method, getattr(route, "path", "(unmatched)"), response.status_code,
                  (time.perf_counter() - started) * 1000)
@@ -152,11 +179,6 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException):
         return problem_response(exc.status_code, "HTTP Error", str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def on_error(request: Request, exc: Exception):
-        log.error("internal error %s on %s", type(exc).__name__, getattr(request.scope.get("route"), "path", "?"))
-        return problem_response(500, "Internal Error", "the request failed inside payerpolicy")
 
     async def body_text(request: Request) -> str:
         raw = await request.body()
@@ -203,10 +225,10 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
             items = [i.model_copy(update={"payer": payer}) if isinstance(i, Claim) else i for i in items]
         day = known_on or clock.today()
         outcome = await run_in_threadpool(scrub_items, items, policy, day, store if store_run else None,
-                                          {"via": "http", "payer": payer})
+                                          {"via": "http", "payer": payer}, None, resolver)
         body = outcome.result.as_dict()
         body["run_id"] = outcome.run_id
-        return JSONResponse(body)
+        return Response(orjson.dumps(body), media_type="application/json")
 
     @app.post("/v1/suggest", dependencies=[Depends(authorized)])
     async def suggest_endpoint(encounter: dict[str, Any], known_on: dt.date | None = Query(None)):

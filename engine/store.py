@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import platformdirs
-from sqlalchemy import Text, func
+from sqlalchemy import Text, event, func, insert
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Column, Field, Session, SQLModel, create_engine, select
 
 from . import clock
@@ -125,6 +126,16 @@ class StoredRemit(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text))
 
 
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    # WAL lets readers go on while one writer commits, and NORMAL syncs at checkpoints rather
+    # than at every commit: a committed run survives a crash of the process, as before.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
 def default_url() -> str:
     folder = Path(platformdirs.user_data_dir("payerpolicy", appauthor=False))
     folder.mkdir(parents=True, exist_ok=True)
@@ -143,8 +154,11 @@ class Store:
     def __init__(self, url: str | None = None):
         self.url = resolve_url(url)
         self.engine = create_engine(self.url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         SQLModel.metadata.create_all(self.engine)
         self._add_missing_columns()
+        self._imported: set[str] = set()
 
     def _add_missing_columns(self) -> None:
         """Stores made before runs were written in chunks lack two columns; their runs are complete."""
@@ -161,8 +175,11 @@ class Store:
 
     def import_policy(self, policy: PolicySet) -> bool:
         """Store a policy version once; False when that digest is already stored."""
+        if policy.digest in self._imported:
+            return False
         with Session(self.engine) as session:
             if session.get(PolicyVersion, policy.digest) is not None:
+                self._imported.add(policy.digest)
                 return False
             rules = [r for layer in policy.layers.values() for r in layer.rules]
             session.add(PolicyVersion(digest=policy.digest, imported_at=clock.now(), source=policy.root,
@@ -183,7 +200,13 @@ class Store:
                                 published=rev.published, effective_from=value.effective.from_,
                                 effective_to=value.effective.to, attrs=json.dumps(value.attrs, sort_keys=True),
                                 source=value.source, confidence=value.confidence))
-            session.commit()
+            try:
+                session.commit()
+            except IntegrityError:  # another process imported the same version first: it is stored
+                session.rollback()
+                self._imported.add(policy.digest)
+                return False
+            self._imported.add(policy.digest)
             return True
 
     def policy_versions(self) -> list[PolicyVersion]:
@@ -260,6 +283,13 @@ class Store:
         run_id = uuid.uuid4().hex
         text = json.dumps(raw_input, sort_keys=True, default=str)
         summary = result.summary
+        findings = [{"run_id": run_id, "claim_position": c.position, "claim_id": c.id, "line": f.line, "rule": f.rule,
+                     "severity": f.severity, "carc": f.carc, "body": json.dumps(f.as_dict())}
+                    for c in result.claims for f in c.findings]
+        claims = [{"run_id": run_id, "claim_id": item.id, "patient_id": item.patient.id if item.patient else None,
+                   "payer": item.payer, "service_date": item.service_date, "status": c.status,
+                   "body": item.model_dump_json()}
+                  for item, c in zip(items, result.claims) if isinstance(item, Claim)]
         with Session(self.engine) as session:
             session.add(Run(id=run_id, started_at=clock.now(), policy_digest=result.policy_version,
                             known_on=result.known_on, input_digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
@@ -267,17 +297,11 @@ class Store:
                             claims=summary["claims"], clean=summary["clean"], review=summary["review"],
                             reject=summary["reject"], invalid=summary["invalid"], input=text))
             session.flush()
-            for claim_result in result.claims:
-                for f in claim_result.findings:
-                    session.add(FindingRow(run_id=run_id, claim_position=claim_result.position,
-                                           claim_id=claim_result.id, line=f.line, rule=f.rule,
-                                           severity=f.severity, carc=f.carc, body=json.dumps(f.as_dict())))
-            for item, claim_result in zip(items, result.claims):
-                if isinstance(item, Claim):
-                    session.add(ClaimRecord(run_id=run_id, claim_id=item.id,
-                                            patient_id=item.patient.id if item.patient else None,
-                                            payer=item.payer, service_date=item.service_date,
-                                            status=claim_result.status, body=item.model_dump_json()))
+            # Core inserts, not one ORM object per row: a run's rows are written in one statement each.
+            if findings:
+                session.execute(insert(FindingRow), findings)
+            if claims:
+                session.execute(insert(ClaimRecord), claims)
             session.commit()
         return run_id
 
@@ -355,18 +379,17 @@ class Store:
 
     def add_records(self, run_id: str, records: list[dict]) -> None:
         """One chunk of a run's results: its findings and the claims kept as history."""
+        findings = [{"run_id": run_id, "claim_position": r["position"], "claim_id": r["result"]["id"], "line": f["line"],
+                     "rule": f["rule"], "severity": f["severity"], "carc": f["carc"], "body": json.dumps(f)}
+                    for r in records for f in r["result"].get("findings", ())]
+        claims = [{"run_id": run_id, "claim_id": r["result"]["id"], "patient_id": r["patient"], "payer": r["payer"],
+                   "service_date": dt.date.fromisoformat(r["service_date"]), "status": r["result"]["status"],
+                   "body": r["body"]} for r in records if "body" in r]
         with Session(self.engine) as session:
-            for record in records:
-                result = record["result"]
-                for f in result.get("findings", ()):
-                    session.add(FindingRow(run_id=run_id, claim_position=record["position"], claim_id=result["id"],
-                                           line=f["line"], rule=f["rule"], severity=f["severity"], carc=f["carc"],
-                                           body=json.dumps(f)))
-                if "body" in record:
-                    session.add(ClaimRecord(run_id=run_id, claim_id=result["id"], patient_id=record["patient"],
-                                            payer=record["payer"],
-                                            service_date=dt.date.fromisoformat(record["service_date"]),
-                                            status=result["status"], body=record["body"]))
+            if findings:
+                session.execute(insert(FindingRow), findings)
+            if claims:
+                session.execute(insert(ClaimRecord), claims)
             session.commit()
 
     def finish_run(self, run_id: str, summary: dict[str, int], input_digest: str, input_text: str | None) -> None:

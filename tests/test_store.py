@@ -97,10 +97,16 @@ def test_a_failed_run_write_leaves_nothing_half_written(policy, db_url, monkeypa
     store = Store(db_url)
     store.import_policy(policy)
 
-    def fail(self, *a, **kw):
-        raise RuntimeError("disk full")
+    from engine import store as store_module
 
-    monkeypatch.setattr(ClaimRecord, "__init__", fail)
+    real_insert = store_module.insert
+
+    def failing_insert(table):
+        if table is ClaimRecord:  # after the run and its findings were sent, inside the transaction
+            raise RuntimeError("disk full")
+        return real_insert(table)
+
+    monkeypatch.setattr(store_module, "insert", failing_insert)
     with pytest.raises(RuntimeError):
         scrub_items(claims(visit("F-1", code="99442", day="2025-03-03")), policy, KNOWN, store)
     assert count(store, Run) == 0 and count(store, FindingRow) == 0

@@ -96,6 +96,12 @@ class Snapshot:
         return found
 
     @cached_property
+    def diagnosis_prefixes(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Each diagnosis group with its ICD-10 prefixes as claims carry them (upper case, no dot)."""
+        return [(name, tuple(p.upper().replace(".", "") for p in group.prefixes))
+                for name, group in self.diagnosis_groups.items()]
+
+    @cached_property
     def supersedes(self) -> dict[str, tuple[str, ...]]:
         """Rule id -> the rule ids its findings replace on the same line."""
         return {r.rule_id: tuple(r.revision.supersedes) for r in self.rules}
