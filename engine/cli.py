@@ -383,7 +383,8 @@ def denials(
             claims, total = valid_claims(), None
         else:
             store = _store(db)
-            store.add_denial_history(list(valid_claims()), remits_read)
+            store.add_denial_history(valid_claims(), remits_read)
+            remits_read.close()
             claims, remits_read, total = store.denial_claims(), store.denial_remits(), store.denial_claim_count()
         show_progress = err.is_terminal and (total or 0) >= PROGRESS_MIN
         with Progress(TextColumn("re-judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -404,7 +405,7 @@ def denials(
     totals = result.totals()
     out.print(f"{totals['lines']} remitted lines: " + ", ".join(
         f"{n} {c.replace('_', ' ')}" for c, n in sorted(totals["by_category"].items())), highlight=False)
-    for row in result.worklist()[:20]:
+    for row in result.worklist(limit=20):
         out.print(f"  ${row['charge']:>9,.2f}  {row['claim_id']} line {row['line']} {row['code']}: {row['action']} "
                   f"({row['rule']})", highlight=False, markup=False)
     for pair in result.top_unexplained(5):

@@ -12,10 +12,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
+import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from .claims import Claim
 from .findings import Finding
@@ -32,14 +34,12 @@ class RemitFileError(ValueError):
     pass
 
 
-def read_remit_csv(text: str, name: str = "remits.csv") -> list[Remittance]:
-    """CSV remittances: claim_id, line, code, charge, paid, adjustments ("CO-96;PR-1:20.00"),
-    remarks ("N130;M51"), adjudication_date (YYYY-MM-DD). One row per service line."""
-    reader = csv.DictReader(io.StringIO(text))
+def _csv_rows(lines: Iterable[str], name: str) -> Iterator[tuple[str, dt.date, RemitLine]]:
+    """The service lines of a CSV remittance file, checked row by row."""
+    reader = csv.DictReader(lines)
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise RemitFileError(f"{name}: missing columns {', '.join(missing)}")
-    by_date: dict[dt.date, dict[str, RemitClaim]] = defaultdict(dict)
     for number, row in enumerate(reader, 2):
         try:
             day = dt.date.fromisoformat(row["adjudication_date"])
@@ -55,31 +55,132 @@ def read_remit_csv(text: str, name: str = "remits.csv") -> list[Remittance]:
                 raise RemitFileError(f"{name}:{number}: adjustment '{item}' is not GROUP-CARC[:amount]")
             adjustments.append(Adjustment(group=group.upper(), carc=carc.upper(),
                                           amount=float(amount) if amount else None))
-        claim = by_date[day].setdefault(row["claim_id"], RemitClaim(claim_id=row["claim_id"], status="1",
-                                                                    charge=0.0, paid=0.0))
-        claim.charge = (claim.charge or 0) + charge
-        claim.paid = (claim.paid or 0) + paid
-        claim.lines.append(RemitLine(position=position, code=row["code"].strip().upper(), charge=charge, paid=paid,
-                                     adjustments=adjustments,
-                                     remarks=[r for r in (row["remarks"] or "").split(";") if r]))
-    remits = []
-    for day, claims in sorted(by_date.items()):
-        for claim in claims.values():
-            if not claim.paid and all(ln.paid == 0 for ln in claim.lines):
-                claim.status = "4"
-        remits.append(Remittance(production_date=day, claims=list(claims.values())))
-    return remits
+        yield row["claim_id"], day, RemitLine(position=position, code=row["code"].strip().upper(), charge=charge,
+                                              paid=paid, adjustments=adjustments,
+                                              remarks=[r for r in (row["remarks"] or "").split(";") if r])
 
 
-def read_remit_files(paths: list[Path]) -> list[Remittance]:
-    remits: list[Remittance] = []
-    for path in _expand(paths, {".835", ".csv", ".x12", ".edi", ".txt"}):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if path.suffix.lower() == ".csv":
-            remits.extend(read_remit_csv(text, path.name))
-        else:
-            remits.extend(read_835(text))
-    return remits
+def _csv_claim(claim_id: str, lines: list[RemitLine]) -> RemitClaim:
+    """One claim's CSV rows of one adjudication date as a remitted claim (denied when nothing was paid)."""
+    claim = RemitClaim(claim_id=claim_id, status="1", charge=sum(ln.charge or 0 for ln in lines),
+                       paid=sum(ln.paid or 0 for ln in lines), lines=lines)
+    if not claim.paid and all(ln.paid == 0 for ln in lines):
+        claim.status = "4"
+    return claim
+
+
+def read_remit_csv(text: str, name: str = "remits.csv") -> list[Remittance]:
+    """CSV remittances: claim_id, line, code, charge, paid, adjustments ("CO-96;PR-1:20.00"),
+    remarks ("N130;M51"), adjudication_date (YYYY-MM-DD). One row per service line."""
+    by_date: dict[dt.date, dict[str, list[RemitLine]]] = defaultdict(dict)
+    for claim_id, day, line in _csv_rows(io.StringIO(text), name):
+        by_date[day].setdefault(claim_id, []).append(line)
+    return [Remittance(production_date=day, claims=[_csv_claim(cid, lines) for cid, lines in claims.items()])
+            for day, claims in sorted(by_date.items())]
+
+
+class RemitIndex:
+    """Remitted claims by claim id, on disk: memory does not grow with the number of remits.
+
+    835 claims are kept as read; CSV rows are kept per line and joined into one remitted
+    claim per claim id and adjudication date when looked up, whatever their order in the file.
+    """
+
+    def __init__(self) -> None:
+        self.db = sqlite3.connect("")  # a private temporary database, deleted when closed
+        self.db.executescript("""
+            PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+            CREATE TABLE remit (claim_id TEXT, day INT, body TEXT);
+            CREATE TABLE csv_line (claim_id TEXT, day INT, body TEXT);
+            CREATE TABLE seen (claim_id TEXT PRIMARY KEY);
+        """)
+        self._sealed = False
+
+    def add(self, remittance: Remittance) -> None:
+        day = remittance.production_date.toordinal() if remittance.production_date else None
+        self.db.executemany("INSERT INTO remit VALUES (?, ?, ?)",
+                            [(rc.claim_id, day, rc.model_dump_json()) for rc in remittance.claims])
+
+    def add_csv(self, rows: Iterable[tuple[str, dt.date, RemitLine]]) -> None:
+        batch = []
+        for claim_id, day, line in rows:
+            batch.append((claim_id, day.toordinal(), line.model_dump_json()))
+            if len(batch) >= 10_000:
+                self.db.executemany("INSERT INTO csv_line VALUES (?, ?, ?)", batch)
+                batch = []
+        self.db.executemany("INSERT INTO csv_line VALUES (?, ?, ?)", batch)
+
+    def _seal(self) -> None:
+        if not self._sealed:
+            self.db.execute("CREATE INDEX remit_claim ON remit (claim_id)")
+            self.db.execute("CREATE INDEX csv_claim ON csv_line (claim_id, day)")
+            self._sealed = True
+
+    def lookup(self, claim_ids: list[str]) -> dict[str, list[tuple[RemitClaim, dt.date | None]]]:
+        """Each claim's remits (in the order they were read), and the claims marked as seen."""
+        self._seal()
+        found: dict[str, list[tuple[RemitClaim, dt.date | None]]] = defaultdict(list)
+        for start in range(0, len(claim_ids), 500):
+            group = claim_ids[start:start + 500]
+            marks = ",".join("?" * len(group))
+            for claim_id, day, body in self.db.execute(
+                    f"SELECT claim_id, day, body FROM remit WHERE claim_id IN ({marks}) ORDER BY rowid", group):
+                found[claim_id].append((RemitClaim.model_validate_json(body), _date(day)))
+            lines: dict[tuple[str, int], list[RemitLine]] = defaultdict(list)
+            for claim_id, day, body in self.db.execute(
+                    f"SELECT claim_id, day, body FROM csv_line WHERE claim_id IN ({marks}) ORDER BY day, rowid", group):
+                lines[(claim_id, day)].append(RemitLine.model_validate_json(body))
+            for (claim_id, day), claim_lines in lines.items():
+                found[claim_id].append((_csv_claim(claim_id, claim_lines), _date(day)))
+        self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", [(c,) for c in found])
+        return found
+
+    def all(self) -> Iterator[tuple[RemitClaim, dt.date | None]]:
+        """Every remitted claim with its adjudication date (CSV rows joined per claim and date)."""
+        for claim_id, day, body in self.db.execute("SELECT claim_id, day, body FROM remit ORDER BY rowid"):
+            yield RemitClaim.model_validate_json(body), _date(day)
+        current: tuple[str, int] | None = None
+        lines: list[RemitLine] = []
+        for claim_id, day, body in self.db.execute("SELECT claim_id, day, body FROM csv_line "
+                                                   "ORDER BY claim_id, day, rowid"):
+            if current is not None and (claim_id, day) != current:
+                yield _csv_claim(current[0], lines), _date(current[1])
+                lines = []
+            current = (claim_id, day)
+            lines.append(RemitLine.model_validate_json(body))
+        if current is not None:
+            yield _csv_claim(current[0], lines), _date(current[1])
+
+    def unmatched(self) -> list[str]:
+        """Remitted claim ids that no claim looked up."""
+        self._seal()
+        return [c for (c,) in self.db.execute(
+            "SELECT DISTINCT claim_id FROM (SELECT claim_id FROM remit UNION SELECT claim_id FROM csv_line) "
+            "WHERE claim_id NOT IN (SELECT claim_id FROM seen) ORDER BY claim_id")]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def _date(ordinal: int | None) -> dt.date | None:
+    return dt.date.fromordinal(ordinal) if ordinal is not None else None
+
+
+def read_remit_files(paths: list[Path]) -> RemitIndex:
+    """835 and CSV remittance files (or folders of them) into an index on disk."""
+    index = RemitIndex()
+    try:
+        for path in _expand(paths, {".835", ".csv", ".x12", ".edi", ".txt"}):
+            if path.suffix.lower() == ".csv":
+                with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+                    index.add_csv(_csv_rows(handle, path.name))
+            else:
+                for remittance in read_835(path.read_text(encoding="utf-8", errors="replace")):
+                    index.add(remittance)
+    except BaseException:
+        index.close()
+        raise
+    return index
 
 
 def _expand(paths: list[Path], suffixes: set[str]) -> list[Path]:
@@ -154,14 +255,31 @@ class DenialReport:
         self.keep_lines = keep_lines
         self.lines: list[LineOutcome] = []
         self.unmatched_remits: list[str] = []
-        self.unremitted_claims: list[str] = []
+        # The worklist and the claims without a remit grow with the year: they are kept on disk.
+        self._db = sqlite3.connect("")
+        self._db.executescript("""
+            PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+            CREATE TABLE work (charge REAL, body TEXT);
+            CREATE TABLE unremitted (claim_id TEXT);
+        """)
         self._counts: dict[str, int] = defaultdict(int)
         self._dollars: dict[str, float] = defaultdict(float)
         self._stats: dict[tuple[str, str], dict[str, Any]] = {}
         self._denied_by_carc: dict[tuple[str, str], int] = defaultdict(int)
         self._trends: dict[str, dict[str, dict[str, float]]] = {"month": {}, "payer": {}, "family": {}, "carc": {}}
         self._unexplained: dict[tuple[str, str], dict[str, Any]] = {}
-        self._worklist: list[dict[str, Any]] = []
+        self._work = 0
+
+    def add_unremitted(self, claim_id: str) -> None:
+        self._db.execute("INSERT INTO unremitted VALUES (?)", (claim_id,))
+
+    @property
+    def unremitted_claims(self) -> list[str]:
+        return [c for (c,) in self._db.execute("SELECT claim_id FROM unremitted ORDER BY rowid")]
+
+    def _to_work(self, row: dict[str, Any]) -> None:
+        self._db.execute("INSERT INTO work VALUES (?, ?)", (row["charge"], json.dumps(row)))
+        self._work += 1
 
     def add(self, ln: LineOutcome) -> None:
         if self.keep_lines:
@@ -194,12 +312,12 @@ class DenialReport:
                 p["dollars"] = round(p["dollars"] + ln.charge, 2)
         if ln.category == "predicted" and ln.rules_now:
             f = ln.rules_now[0]
-            self._worklist.append({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
+            self._to_work({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
                                    "charge": round(ln.charge, 2), "action": "correct and resubmit", "rule": f.rule,
                                    "reason": f.message, "fix": f.fix or "", "source": f.source})
         elif ln.category == "overturned":
             f = ln.rules_then[0]
-            self._worklist.append({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
+            self._to_work({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
                                    "charge": round(ln.charge, 2), "action": "reprocess or appeal", "rule": f.rule,
                                    "reason": f"denied under {f.rule} revision {f.revision}; as known today the line "
                                              f"is payable (a later change applies retroactively)",
@@ -211,7 +329,8 @@ class DenialReport:
         return {"lines": lines, "by_category": dict(self._counts),
                 "charges_by_category": {k: round(v, 2) for k, v in self._dollars.items()},
                 "denied_lines": sum(self._counts[c] for c in ("predicted", "overturned", "unexplained")),
-                "unmatched_remits": len(self.unmatched_remits), "unremitted_claims": len(self.unremitted_claims)}
+                "unmatched_remits": len(self.unmatched_remits),
+                "unremitted_claims": self._db.execute("SELECT count(*) FROM unremitted").fetchone()[0]}
 
     def rule_stats(self) -> list[dict[str, Any]]:
         out = []
@@ -228,8 +347,14 @@ class DenialReport:
     def top_unexplained(self, limit: int = 10) -> list[dict[str, Any]]:
         return sorted(self._unexplained.values(), key=lambda p: (-p["lines"], -p["dollars"]))[:limit]
 
-    def worklist(self) -> list[dict[str, Any]]:
-        return sorted(self._worklist, key=lambda r: -r["charge"])
+    def worklist(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The lines to act on, largest charge first (read back from disk)."""
+        return list(self.iter_worklist(limit))
+
+    def iter_worklist(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        query = "SELECT body FROM work ORDER BY charge DESC, rowid" + (f" LIMIT {int(limit)}" if limit else "")
+        for (body,) in self._db.execute(query):
+            yield json.loads(body)
 
     def as_dict(self) -> dict[str, Any]:
         return {"known_on": self.known_on.isoformat(), "totals": self.totals(),
@@ -243,7 +368,7 @@ def worklist_csv(report: DenialReport) -> str:
     columns = ["claim_id", "line", "code", "payer", "charge", "action", "rule", "reason", "fix", "source"]
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
-    for row in report.worklist():
+    for row in report.iter_worklist():
         writer.writerow(row)
     return out.getvalue()
 
@@ -259,37 +384,42 @@ def _denied(rc: RemitClaim, rl: RemitLine | None) -> tuple[bool, list[str]]:
 CHUNK = 5000
 
 
-def analyze(claims: Iterable[Claim], remits: list[Remittance], policy: PolicySet, today: dt.date,
+def analyze(claims: Iterable[Claim], remits: "Iterable[Remittance] | RemitIndex", policy: PolicySet, today: dt.date,
             progress: Callable[[int], None] | None = None, keep_lines: bool = True) -> DenialReport:
-    """Join remits to claims and classify every remitted line, a chunk of claims at a time."""
-    index: dict[str, list[tuple[RemitClaim, dt.date | None]]] = defaultdict(list)
-    for remit in remits:
-        for rc in remit.claims:
-            index[rc.claim_id].append((rc, remit.production_date))
+    """Join remits to claims and classify every remitted line, a chunk of claims at a time.
+
+    Remits are looked up from an index on disk, chunk by chunk, so neither they nor the
+    worklist are held in memory.
+    """
+    index = remits if isinstance(remits, RemitIndex) else RemitIndex()
+    if index is not remits:
+        for remittance in remits:
+            index.add(remittance)
     report = DenialReport(today, keep_lines)
     resolver = Resolver(policy)
-    seen: set[str] = set()
     chunk: list[Claim] = []
     for claim in claims:
         if claim.payer in policy.payers:
             chunk.append(claim)
         if len(chunk) >= CHUNK:
-            _judge_chunk(chunk, index, seen, report, policy, resolver, today, progress)
+            _judge_chunk(chunk, index, report, policy, resolver, today, progress)
             chunk = []
-    _judge_chunk(chunk, index, seen, report, policy, resolver, today, progress)
-    report.unmatched_remits = sorted(set(index) - seen)
+    _judge_chunk(chunk, index, report, policy, resolver, today, progress)
+    report.unmatched_remits = index.unmatched()
+    if index is not remits:
+        index.close()
     return report
 
 
-def _judge_chunk(chunk: list[Claim], index, seen: set[str], report: DenialReport, policy: PolicySet,
+def _judge_chunk(chunk: list[Claim], index: RemitIndex, report: DenialReport, policy: PolicySet,
                  resolver: Resolver, today: dt.date, progress) -> None:
     by_date: dict[dt.date, list] = defaultdict(list)
+    remitted = index.lookup([c.id for c in chunk]) if chunk else {}
     for claim in chunk:
-        entries = index.get(claim.id)
+        entries = remitted.get(claim.id)
         if not entries:
-            report.unremitted_claims.append(claim.id)
+            report.add_unremitted(claim.id)
             continue
-        seen.add(claim.id)
         for rc, day in entries:
             by_date[day or today].append(match_claim(claim, rc))
     for day, pairs in sorted(by_date.items()):

@@ -28,10 +28,35 @@ def _day(rng: random.Random, first: dt.date, last: dt.date) -> dt.date:
 
 
 def generate(count: int, seed: int) -> tuple[list[dict], str, dict[str, dict[int, str]]]:
-    rng = random.Random(seed)
+    """The claims, the remittance CSV text and each line's expected category, in memory (for tests)."""
     claims: list[dict] = []
     rows: list[dict] = []
     expected: dict[str, dict[int, str]] = {}
+    for claim, remit_rows, want in iter_generated(count, seed):
+        claims.append(claim)
+        rows.extend(remit_rows)
+        expected[claim["id"]] = want
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return claims, out.getvalue(), expected
+
+
+def write_generated(count: int, seed: int, claims_path: Path, remits_path: Path) -> None:
+    """The same year written straight to a JSON Lines file and a CSV file, for runs of any size."""
+    with claims_path.open("w") as claims_out, remits_path.open("w", newline="") as remits_out:
+        writer = None
+        for claim, remit_rows, _ in iter_generated(count, seed):
+            claims_out.write(json.dumps(claim) + "\n")
+            if writer is None:
+                writer = csv.DictWriter(remits_out, fieldnames=list(remit_rows[0]))
+                writer.writeheader()
+            writer.writerows(remit_rows)
+
+
+def iter_generated(count: int, seed: int):
+    rng = random.Random(seed)
     for n in range(count):
         cause = CAUSES[n % len(CAUSES)]
         cid = f"Y-{n}"
@@ -88,17 +113,11 @@ def generate(count: int, seed: int) -> tuple[list[dict], str, dict[str, dict[int
             remit = [(1, "99213", 100.0, 72.0, "")]
             adjudicated = dos + dt.timedelta(days=10)
             want = {1: "agreed_paid"}
-        claims.append(claim)
-        expected[cid] = want
-        for line, code, charge, paid, adjustment in remit:
-            rows.append({"claim_id": cid, "line": line, "code": code, "charge": f"{charge:.2f}", "paid": f"{paid:.2f}",
-                         "adjustments": adjustment + (f":{charge - paid:.2f}" if adjustment else ""),
-                         "remarks": "", "adjudication_date": adjudicated.isoformat()})
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return claims, out.getvalue(), expected
+        rows = [{"claim_id": cid, "line": line, "code": code, "charge": f"{charge:.2f}", "paid": f"{paid:.2f}",
+                 "adjustments": adjustment + (f":{charge - paid:.2f}" if adjustment else ""),
+                 "remarks": "", "adjudication_date": adjudicated.isoformat()}
+                for line, code, charge, paid, adjustment in remit]
+        yield claim, rows, want
 
 
 def rss_mb() -> float:
@@ -130,22 +149,18 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=5)
     args = parser.parse_args()
-    from .denials import analyze, read_remit_csv
+    from .denials import analyze, read_remit_files
     from .pipeline import iter_claim_files
     from .policy.loader import load_policies
 
     policy = load_policies()
-    claims_raw, remit_csv, _ = generate(args.claims, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "claims.jsonl"
-        path.write_text("\n".join(json.dumps(c) for c in claims_raw))
-        del claims_raw
+        path, remits_path = Path(tmp) / "claims.jsonl", Path(tmp) / "remits.csv"
+        write_generated(args.claims, args.seed, path, remits_path)
         started = time.perf_counter()
-        remits = read_remit_csv(remit_csv)
-        del remit_csv
+        remits = read_remit_files([remits_path])
         progress = RssSampler(args.claims)
-
-        # Claims stream from the file a chunk at a time; outcomes are aggregated, not kept.
+        # Claims stream from the file a chunk at a time; remits and the worklist are on disk.
         report = analyze(iter_claim_files([path], policy), remits, policy, dt.date(2026, 11, 27),
                          progress=progress, keep_lines=False)
         totals = report.totals()

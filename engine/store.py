@@ -307,37 +307,47 @@ class Store:
 
     # ---- denial history ------------------------------------------------------------
 
-    def add_denial_history(self, claims: list[Claim], remits: list[Any]) -> tuple[int, int]:
-        """Keep claims and remits; the same file twice adds nothing. Returns (new claims, new remits)."""
+    def add_denial_history(self, claims: Iterable[Claim], remits: Any) -> tuple[int, int]:
+        """Keep claims and remits (a ``RemitIndex``); the same file twice adds nothing.
+
+        Written a few thousand rows per transaction, so a year is never held at once.
+        Returns (new claims, new remits).
+        """
         new_claims = new_remits = 0
-        with Session(self.engine) as session:
-            for claim in claims:
-                row = session.get(StoredClaim, claim.id)
-                body = claim.model_dump_json()
-                if row is None:
-                    new_claims += 1
-                    session.add(StoredClaim(claim_id=claim.id, payer=claim.payer, service_date=claim.service_date,
-                                            body=body))
-                else:
-                    row.body, row.payer, row.service_date = body, claim.payer, claim.service_date
-            for remit in remits:
-                for rc in remit.claims:
-                    key = f"{rc.claim_id}|{remit.production_date}|{rc.payer_claim_number or ''}|{rc.status}"
+        for batch in _batches(claims, 2000):
+            with Session(self.engine) as session:
+                for claim in batch:
+                    row = session.get(StoredClaim, claim.id)
+                    body = claim.model_dump_json()
+                    if row is None:
+                        new_claims += 1
+                        session.add(StoredClaim(claim_id=claim.id, payer=claim.payer,
+                                                service_date=claim.service_date, body=body))
+                    else:
+                        row.body, row.payer, row.service_date = body, claim.payer, claim.service_date
+                session.commit()
+        for batch in _batches(remits.all(), 2000):
+            with Session(self.engine) as session:
+                for rc, day in batch:
+                    key = f"{rc.claim_id}|{day}|{rc.payer_claim_number or ''}|{rc.status}"
                     if session.get(StoredRemit, key) is None:
                         new_remits += 1
-                        session.add(StoredRemit(key=key, claim_id=rc.claim_id, production_date=remit.production_date,
+                        session.add(StoredRemit(key=key, claim_id=rc.claim_id, production_date=day,
                                                 body=rc.model_dump_json()))
-            session.commit()
+                session.commit()
         return new_claims, new_remits
 
-    def denial_remits(self) -> list[Any]:
+    def denial_remits(self) -> Any:
+        """Every kept remit, in an index on disk (see ``denials.RemitIndex``)."""
+        from .denials import RemitIndex
         from .x12.remit835 import RemitClaim, Remittance
 
+        index = RemitIndex()
         with Session(self.engine) as session:
-            by_date: dict[Any, list[RemitClaim]] = {}
-            for r in session.exec(select(StoredRemit).order_by(StoredRemit.key)):
-                by_date.setdefault(r.production_date, []).append(RemitClaim.model_validate_json(r.body))
-        return [Remittance(production_date=d, claims=c) for d, c in by_date.items()]
+            for r in session.exec(select(StoredRemit).order_by(StoredRemit.key).execution_options(yield_per=2000)):
+                index.add(Remittance(production_date=r.production_date,
+                                     claims=[RemitClaim.model_validate_json(r.body)]))
+        return index
 
     def denial_claims(self) -> Iterable[Claim]:
         """Every kept claim, read a few hundred rows at a time."""
@@ -412,6 +422,17 @@ class Store:
             session.exec(delete(ClaimRecord).where(ClaimRecord.run_id == run_id))
             session.exec(delete(Run).where(Run.id == run_id))
             session.commit()
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def stored_findings(rows: list[FindingRow]) -> list[tuple[int, dict[str, Any]]]:

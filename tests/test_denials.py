@@ -141,3 +141,26 @@ def test_the_html_report_renders_its_charts_and_totals_in_a_browser(policy, tmp_
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
                    capture_output=True, timeout=120)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+
+
+def test_remits_and_worklist_live_on_disk_and_csv_rows_join_in_any_order(policy, tmp_path):
+    """CSV rows of one claim far apart in the file still make one remitted claim; the worklist reads back sorted."""
+    from engine.denials import read_remit_files
+
+    claims, remit_csv, expected = generate(14, 3)
+    header, *rows = remit_csv.strip().splitlines()
+    shuffled = tmp_path / "remits.csv"
+    shuffled.write_text("\n".join([header] + rows[::2] + rows[1::2]) + "\n")
+    index = read_remit_files([shuffled])
+    report = analyze(parse_claims_text(json.dumps(claims)), index, policy, TODAY)
+    in_memory = analyze(parse_claims_text(json.dumps(claims)), read_remit_csv(remit_csv), policy, TODAY)
+    assert report.totals() == in_memory.totals()
+    got = {(ln.claim_id, ln.line): ln.category for ln in report.lines}
+    assert got == {(cid, line): cat for cid, lines in expected.items() for line, cat in lines.items()}
+    charges = [row["charge"] for row in report.worklist()]
+    assert charges == sorted(charges, reverse=True) and len(charges) == len(in_memory.worklist())
+    assert report.worklist(limit=2) == report.worklist()[:2]
+    extra = tmp_path / "extra.csv"
+    extra.write_text(header + "\nNOBODY,1,99213,10.00,0.00,CO-16:10.00,,2025-05-01\n")
+    orphan = analyze(parse_claims_text(json.dumps(claims[:3])), read_remit_files([shuffled, extra]), policy, TODAY)
+    assert "NOBODY" in orphan.unmatched_remits and orphan.totals()["unremitted_claims"] == 0

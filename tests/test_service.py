@@ -224,3 +224,60 @@ def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path):
             server.kill()
     run, rows = Store(db).get_run(data["run_id"])
     assert run.claims == 1500 and len(rows) == sum(len(c.get("findings", [])) for c in data["claims"])
+
+
+def test_a_store_error_is_a_problem_document_and_logs_no_claim_data(db_url, caplog):
+    """A failing INSERT's traceback would print its parameters (claim data): the log gets the type only."""
+    from sqlalchemy.exc import OperationalError
+
+    store = Store(db_url)
+    app = create_app(POLICY, store, {TOKEN})
+
+    def broken(*args, **kwargs):
+        raise OperationalError("INSERT INTO claimrecord ...", {"body": "MRN-SECRET-77"}, Exception("disk I/O error"))
+
+    store.record_run = broken
+    caplog.set_level(logging.DEBUG)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        secret = {"id": "CLAIM-SECRET-77", "payer": "medicare", "service_date": "2025-02-03",
+                  "patient": {"id": "MRN-SECRET-77"}, "lines": [{"code": "99213"}]}
+        response = test_client.post("/v1/scrub", json=secret, headers=AUTH)
+    assert response.status_code == 500 and response.headers["content-type"] == "application/problem+json"
+    assert "MRN-SECRET-77" not in response.text
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "internal error OperationalError on /v1/scrub" in logged
+    assert "MRN-SECRET-77" not in logged and "CLAIM-SECRET-77" not in logged and "Traceback" not in logged
+
+
+def test_serve_with_two_workers_answers_like_one(tmp_path):
+    """`serve --workers 2`: both processes load the policy and answer the same document."""
+    import os
+    import subprocess
+    import sys
+
+    from engine.bench_serve import free_port, wait_healthy
+
+    port = free_port()
+    env = dict(os.environ, PAYERPOLICY_TOKENS=TOKEN, PAYERPOLICY_DB=f"sqlite:///{tmp_path / 's.sqlite'}")
+    server = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--workers", "2"],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_healthy(port, 60), "the server did not start"
+        import http.client
+
+        answers = set()
+        for _ in range(8):  # new connections, spread over both workers
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request("POST", "/v1/scrub?known_on=2026-11-27", body=EXAMPLES,
+                         headers=dict(AUTH, **{"Content-Type": "application/json"}))
+            response = conn.getresponse()
+            body = json.loads(response.read())
+            assert response.status == 200
+            answers.add(json.dumps([c["findings"] if "findings" in c else c["errors"] for c in body["claims"]]))
+            conn.close()
+        assert len(answers) == 1
+        assert body["summary"] == {"claims": 6, "clean": 2, "review": 0, "reject": 3, "invalid": 1, "history": 0}
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=60)
+    assert b"Traceback" not in stderr
