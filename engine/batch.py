@@ -106,6 +106,8 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def validate_item(raw: Any, position: int, encounters: dict[str, dict[str, Any]] | None = None,
                   payer_names: dict[str, str] | None = None) -> Claim | InvalidClaim:
     """One raw item into a claim, or an invalid claim naming each field and reason."""
+    if isinstance(raw, Claim):  # already validated (a batch held in memory)
+        return raw
     if isinstance(raw, InvalidClaim):
         return InvalidClaim(raw.id, position, raw.errors)
     if isinstance(raw, JsonText):
@@ -223,6 +225,36 @@ def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: 
             record["body"] = item.model_dump_json()
         out.append(record)
     return out
+
+
+def scrub_in_processes(items: list, policy: PolicySet, known_on: dt.date, workers: int) -> Any:
+    """A batch held in memory (claims and invalid claims), judged over ``workers`` processes.
+
+    The same result as ``scrub.scrub`` on the whole batch (history included), in order.
+    """
+    import tempfile
+
+    from .claims import InputError
+    from .findings import Finding
+    from .scrub import ClaimResult, ScrubResult, scrub
+
+    if workers <= 1 or len(items) <= CHUNK:
+        return scrub(items, policy, known_on)
+    ctx = Context(policy, known_on)
+    records: list[dict] = []
+    executor = make_executor(ctx, workers)
+    try:
+        with tempfile.TemporaryDirectory(prefix="payerpolicy-") as workdir:
+            run_batch(items, ctx, executor, sink=records.extend, workdir=Path(workdir))
+    finally:
+        executor.close()
+    results = []
+    for record in records:
+        result = record["result"]
+        results.append(ClaimResult(result["id"], record["position"], result["status"],
+                                   [Finding.from_dict(f) for f in result.get("findings", ())],
+                                   [InputError(**e) for e in result.get("errors", ())]))
+    return ScrubResult(policy.digest, known_on, results)
 
 
 def scrub_partition(claims: Iterable[Any], policy: PolicySet, known_on: dt.date, payer: str | None = None,

@@ -266,6 +266,8 @@ def whatif(
                                               file_okay=False),
     policies: Optional[Path] = PoliciesOpt,
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Processes to judge with "
+                                          "(default: every core for batches over 2,000 claims, else 1)."),
 ) -> None:
     """Ask what changes: the claims under other values, as known on two dates, or under two policy trees.
 
@@ -284,13 +286,16 @@ def whatif(
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2)
     today = clock.today()
+    from .batch import default_workers
+
+    procs = workers or (default_workers(1 << 40) if len(items) > 2000 else 1)
     try:
         if policies_b is not None:
-            comparisons = [policy_trees(items, policy, _load(policies_b), dates[0] if dates else today)]
+            comparisons = [policy_trees(items, policy, _load(policies_b), dates[0] if dates else today, procs)]
         elif len(dates) == 2:
-            comparisons = [knowledge_dates(items, policy, dates[0], dates[1])]
+            comparisons = [knowledge_dates(items, policy, dates[0], dates[1], procs)]
         elif set_:
-            comparisons = claim_variants(items, policy, dates[0] if dates else today, set_)
+            comparisons = claim_variants(items, policy, dates[0] if dates else today, set_, procs)
         else:
             raise typer.BadParameter("say what to vary: --set, two --known-on dates, or --policies-b")
     except SetError as exc:
@@ -347,6 +352,8 @@ def denials(
     db: Optional[str] = DbOpt,
     no_store: bool = typer.Option(False, "--no-store", help="Analyse these files only; keep nothing."),
     policies: Optional[Path] = PoliciesOpt,
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Processes to judge with "
+                                          "(default: every core for claim files over 2 MB, else 1)."),
 ) -> None:
     """Explain past denials: each remitted line re-judged as known at adjudication and today.
 
@@ -390,8 +397,11 @@ def denials(
         with Progress(TextColumn("re-judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=err, transient=True, disable=not show_progress) as bar:
             task = bar.add_task("denials", total=total)
+            from .batch import default_workers
+
             result = analyze(claims, remits_read, policy, known_on or clock.today(),
-                             progress=lambda n: bar.advance(task, n), keep_lines=format is ShortFormat.json)
+                             progress=lambda n: bar.advance(task, n), keep_lines=format is ShortFormat.json,
+                             workers=workers or default_workers(sum(f.stat().st_size for f in files)))
     except UsageError as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2)

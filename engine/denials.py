@@ -22,7 +22,6 @@ from typing import Any, Callable, Iterable, Iterator
 from .claims import Claim
 from .findings import Finding
 from .policy.model import PolicySet
-from .policy.snapshot import Resolver
 from .scrub import scrub_iter
 from .x12.match import match_claim
 from .x12.remit835 import Adjustment, RemitClaim, RemitLine, Remittance, read_835
@@ -385,34 +384,57 @@ CHUNK = 5000
 
 
 def analyze(claims: Iterable[Claim], remits: "Iterable[Remittance] | RemitIndex", policy: PolicySet, today: dt.date,
-            progress: Callable[[int], None] | None = None, keep_lines: bool = True) -> DenialReport:
+            progress: Callable[[int], None] | None = None, keep_lines: bool = True,
+            workers: int = 1) -> DenialReport:
     """Join remits to claims and classify every remitted line, a chunk of claims at a time.
 
     Remits are looked up from an index on disk, chunk by chunk, so neither they nor the
-    worklist are held in memory.
+    worklist are held in memory. With ``workers`` above 1, chunks are judged in that many
+    processes and their outcomes folded into the report in input order.
     """
+    from .batch import Context, make_executor
+
     index = remits if isinstance(remits, RemitIndex) else RemitIndex()
     if index is not remits:
         for remittance in remits:
             index.add(remittance)
     report = DenialReport(today, keep_lines)
-    resolver = Resolver(policy)
-    chunk: list[Claim] = []
-    for claim in claims:
-        if claim.payer in policy.payers:
-            chunk.append(claim)
-        if len(chunk) >= CHUNK:
-            _judge_chunk(chunk, index, report, policy, resolver, today, progress)
-            chunk = []
-    _judge_chunk(chunk, index, report, policy, resolver, today, progress)
+    executor = make_executor(Context(policy, today), workers)
+
+    def chunks() -> Iterator[tuple]:
+        chunk: list[Claim] = []
+        for claim in claims:
+            if claim.payer in policy.payers:
+                chunk.append(claim)
+            if len(chunk) >= CHUNK:
+                yield (_pairs_of(chunk, index, report, today), len(chunk))
+                chunk = []
+        yield (_pairs_of(chunk, index, report, today), len(chunk))
+
+    try:
+        sizes: list[int] = []
+
+        def calls() -> Iterator[tuple]:
+            for pairs, size in chunks():
+                sizes.append(size)
+                yield (pairs,)
+
+        for outcomes in executor.ordered(judge_pairs, calls()):
+            for outcome in outcomes:
+                report.add(outcome)
+            if progress:
+                progress(sizes.pop(0))
+    finally:
+        executor.close()
     report.unmatched_remits = index.unmatched()
     if index is not remits:
         index.close()
     return report
 
 
-def _judge_chunk(chunk: list[Claim], index: RemitIndex, report: DenialReport, policy: PolicySet,
-                 resolver: Resolver, today: dt.date, progress) -> None:
+def _pairs_of(chunk: list[Claim], index: RemitIndex, report: DenialReport,
+              today: dt.date) -> list[tuple[dt.date, list]]:
+    """A chunk's claims joined to their remits, grouped by adjudication date (claims without one are noted)."""
     by_date: dict[dt.date, list] = defaultdict(list)
     remitted = index.lookup([c.id for c in chunk]) if chunk else {}
     for claim in chunk:
@@ -422,7 +444,17 @@ def _judge_chunk(chunk: list[Claim], index: RemitIndex, report: DenialReport, po
             continue
         for rc, day in entries:
             by_date[day or today].append(match_claim(claim, rc))
-    for day, pairs in sorted(by_date.items()):
+    return sorted(by_date.items())
+
+
+def judge_pairs(ctx: Any, by_date: list[tuple[dt.date, list]]) -> list[LineOutcome]:
+    """Each remitted line of a chunk judged as known at adjudication and as known today (runs in any worker)."""
+    from .batch import _prepared
+
+    prep = _prepared(ctx)
+    policy, today, resolver = prep.ctx.policy, prep.ctx.known_on, prep.resolver
+    outcomes: list[LineOutcome] = []
+    for day, pairs in by_date:
         batch = [p.claim for p in pairs]
         for pair, a, b in zip(pairs, scrub_iter(batch, policy, day, resolver=resolver),
                               scrub_iter(batch, policy, today, resolver=resolver)):
@@ -439,11 +471,10 @@ def _judge_chunk(chunk: list[Claim], index: RemitIndex, report: DenialReport, po
                 else:
                     category = "false_positive" if errors_then else "agreed_paid"
                 attrs = resolver.get(claim.payer, claim.state, today).code_attrs(line.code, claim.line_date(line)) or {}
-                report.add(LineOutcome(
+                outcomes.append(LineOutcome(
                     claim.id, number, line.code, claim.payer, claim.line_date(line), day,
                     float(line.charge or (rl.charge if rl else 0) or 0), float((rl.paid if rl else pair.remit.paid) or 0),
                     carcs, category, errors_then, errors_now,
                     carc_match=any(f.carc and any(c.endswith("-" + f.carc) for c in carcs) for f in errors_then),
                     family=attrs.get("family") or attrs.get("kind")))
-    if progress:
-        progress(len(chunk))
+    return outcomes

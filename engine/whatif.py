@@ -170,28 +170,39 @@ class Comparison:
                             "b": round(sum(c.at_risk_b for c in self.changes), 2)}}
 
 
-def claim_variants(items: list, policy: PolicySet, known_on: dt.date, sets: list[str]) -> list[Comparison]:
+def _scrub(items: list, policy: PolicySet, known_on: dt.date, workers: int) -> ScrubResult:
+    if workers > 1:
+        from .batch import scrub_in_processes
+
+        return scrub_in_processes(items, policy, known_on, workers)
+    return scrub(items, policy, known_on)
+
+
+def claim_variants(items: list, policy: PolicySet, known_on: dt.date, sets: list[str],
+                   workers: int = 1) -> list[Comparison]:
     """The batch as given (a) against each combination of --set values (b)."""
-    baseline = scrub(items, policy, known_on)
+    baseline = _scrub(items, policy, known_on, workers)
     comparisons = []
     for combo in parse_sets(sets):
         varied = variant_items(items, combo)
-        result = scrub(varied, policy, known_on)
+        result = _scrub(varied, policy, known_on, workers)
         label = ", ".join(f"{p}={v}" for p, v in combo)
         comparisons.append(Comparison(label, "as given", label, compare(items, baseline, varied, result),
                                       short=" ".join(v or "-" for _, v in combo)))
     return comparisons
 
 
-def knowledge_dates(items: list, policy: PolicySet, first: dt.date, second: dt.date) -> Comparison:
-    a = scrub(items, policy, first)
-    b = scrub(items, policy, second)
+def knowledge_dates(items: list, policy: PolicySet, first: dt.date, second: dt.date,
+                    workers: int = 1) -> Comparison:
+    a = _scrub(items, policy, first, workers)
+    b = _scrub(items, policy, second, workers)
     return Comparison(f"known on {first} vs {second}", f"known on {first}", f"known on {second}",
                       compare(items, a, items, b))
 
 
-def policy_trees(items: list, policy_a: PolicySet, policy_b: PolicySet, known_on: dt.date) -> Comparison:
-    a = scrub(items, policy_a, known_on)
-    b = scrub(items, policy_b, known_on)
+def policy_trees(items: list, policy_a: PolicySet, policy_b: PolicySet, known_on: dt.date,
+                 workers: int = 1) -> Comparison:
+    a = _scrub(items, policy_a, known_on, workers)
+    b = _scrub(items, policy_b, known_on, workers)
     return Comparison(f"policy {policy_a.digest[7:19]} vs {policy_b.digest[7:19]}", policy_a.root, policy_b.root,
                       compare(items, a, items, b))

@@ -232,3 +232,22 @@ def test_a_killed_chunked_run_leaves_nothing_a_user_sees(tmp_path, db_url):
     first = json.loads(result.stdout.splitlines()[0])
     assert "cpt.duplicate-line" not in [f["rule"] for f in first.get("findings", ())]
     assert len(store.runs()) == 1
+
+
+def test_whatif_and_denials_on_two_workers_equal_one(policy, monkeypatch):
+    from engine import denials
+    from engine.claims import parse_claims_text
+    from engine.denials_bench import generate
+    from engine.whatif import knowledge_dates
+
+    items = parse_claims_text("\n".join(json.dumps(c) for c in synthetic_claims(2500, seed=4)))
+    one = knowledge_dates(items, policy, dt.date(2025, 10, 20), KNOWN, workers=1)
+    two = knowledge_dates(items, policy, dt.date(2025, 10, 20), KNOWN, workers=2)
+    assert one.as_dict() == two.as_dict() and len(one.changed) >= 5
+
+    monkeypatch.setattr(denials, "CHUNK", 300)
+    claims, remit_csv, _ = generate(1400, 8)
+    reports = [denials.analyze(parse_claims_text(json.dumps(claims)), denials.read_remit_csv(remit_csv), policy,
+                               KNOWN, workers=n) for n in (1, 2)]
+    assert reports[0].as_dict() == reports[1].as_dict()
+    assert reports[0].totals()["lines"] > 1400
