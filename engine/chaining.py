@@ -407,6 +407,19 @@ class _Definitions:
 _LN = re.compile(r'"ln":(\d+)')
 
 
+def _note(session: _Session, what: _Derive | _Judge, line: int) -> dict[str, Any] | None:
+    """Record what an action found; a derivation returns its fact to assert (once per line and name)."""
+    if isinstance(what, _Judge):
+        session.hits.append(Hit(what.rule, line, what.missing))
+        return None
+    made = session.derived.setdefault(line, {})
+    if what.name in made:
+        return None
+    made[what.name] = what.rule.rule_id
+    return {"id": f"{session.sid}:d:{line}:{what.name}", "sid": SESSION, "t": "derived", "name": what.name,
+            "line": line}
+
+
 def _line_of(message: dict) -> int:
     # A joined match arrives as {"m": line, "d0": derived, ...}; a single one may be the bare fact.
     inner = message.get("m")
@@ -443,17 +456,10 @@ class CompiledRules:
     def _record(self, session: _Session, handle: int, action: str, message: str) -> None:
         what = self._actions[action]
         try:
-            line = int(_LN.search(message).group(1))
-            if isinstance(what, _Judge):
-                session.hits.append(Hit(what.rule, line, what.missing))
-                return
-            made = session.derived.setdefault(line, {})
-            if what.name not in made:
-                made[what.name] = what.rule.rule_id
-                fact = orjson.dumps({"id": f"{session.sid}:d:{line}:{what.name}", "sid": SESSION,
-                                     "t": "derived", "name": what.name, "line": line})
+            fact = _note(session, what, int(_LN.search(message).group(1)))
+            if fact is not None:
                 # Inside an action the state is leased: this only queues the joins it completes.
-                self._assert(session, handle, fact, drain=False)
+                self._assert(session, handle, orjson.dumps(fact), drain=False)
         except Exception as exc:  # recorded and re-raised by run(), never with claim data
             session.errors.append(f"rule {what.rule.rule_id}: {type(exc).__name__}")
 
@@ -551,15 +557,8 @@ class HostRules:
             session = self._current
             message = c._m if c._m is not None else {"m": c.m._d}
             try:
-                line = _line_of(message)
-                if isinstance(what, _Judge):
-                    session.hits.append(Hit(what.rule, line, what.missing))
-                    return
-                made = session.derived.setdefault(line, {})
-                if what.name not in made:
-                    made[what.name] = what.rule.rule_id
-                    fact = {"id": f"{session.sid}:d:{line}:{what.name}", "sid": SESSION,
-                            "t": "derived", "name": what.name, "line": line}
+                fact = _note(session, what, _line_of(message))
+                if fact is not None:
                     try:
                         c.assert_fact(fact)
                         session.stored.append((self.derive_name, fact))

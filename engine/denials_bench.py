@@ -1,6 +1,6 @@
 """A generated year of claims and remittances with known, planted causes of denial.
 
-    python -m engine.denials_bench [--claims 200000] [--seed 5]
+    python -m engine.denials_bench [--claims 200000] [--seed 5] [--workers 1]
 
 Used by the tests (small) and the benchmark (large): every claim's expected category per
 line is known, so the analysis can be checked line by line.
@@ -148,6 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--claims", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     from .denials import analyze, read_remit_files
     from .pipeline import iter_claim_files
@@ -162,11 +163,12 @@ def main() -> None:
         progress = RssSampler(args.claims)
         # Claims stream from the file a chunk at a time; remits and the worklist are on disk.
         report = analyze(iter_claim_files([path], policy), remits, policy, dt.date(2026, 11, 27),
-                         progress=progress, keep_lines=False)
+                         progress=progress, keep_lines=False, workers=args.workers)
         totals = report.totals()
         elapsed = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"denial analysis: {args.claims} claims, {totals['lines']} remitted lines in {elapsed:.1f} s "
+    print(f"denial analysis, --workers {args.workers}: {args.claims:,} claims, {totals['lines']:,} remitted lines in "
+          f"{elapsed:.1f} s "
           f"({args.claims / elapsed:,.0f} claims/s, each judged twice); peak RSS {peak:.0f} MB; {progress.report()}")
     print("categories: " + ", ".join(f"{k} {v}" for k, v in sorted(totals["by_category"].items())))
 
