@@ -500,6 +500,7 @@ def run_batch(source: Input, ctx: Context, executor, *, store_history: StoreHist
             index.add(rows, ids)
             count += len(ids)
         index.seal()
+        first_digest = getattr(source, "digest", None)
         if total:
             total(count)
         again = [first] if second is None else chunked(source, chunk_size)
@@ -514,6 +515,10 @@ def run_batch(source: Input, ctx: Context, executor, *, store_history: StoreHist
 
         for records in executor.ordered(judge_chunk, calls()):
             _emit(records, summary, sink, progress)
+        if second is not None and getattr(source, "digest", None) != first_digest:
+            from .sources import UsageError
+
+            raise UsageError("the input changed while it was being read; run again on a file that is not being written")
     finally:
         index.close()
     return summary

@@ -123,7 +123,7 @@ class Input:
 
     def _lines(self, handle, head: bytes) -> Iterator[JsonText]:
         number = 0
-        pending = head
+        pending = head.removeprefix(b"\xef\xbb\xbf")
         while True:
             *complete, pending = pending.split(b"\n")
             for line in complete:

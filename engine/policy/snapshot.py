@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from bisect import bisect_right
+from functools import cached_property
 from typing import Any
 
 from .fields import Cond, describe, parse_when, referenced_fields
 from .model import CodeRevision, DiagnosisGroup, Payer, PolicySet, RuleRevision
+
+
+_UNSEEN = object()
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,32 @@ class Snapshot:
         return code in self._codes
 
     def code_attrs(self, code: str, day: dt.date) -> dict[str, Any] | None:
-        return self._code_attrs(code, day)
+        """A code's merged attributes on a date of service (None when the code is not in the table).
+
+        Attributes change only where a value's effective window starts or ends, so each code
+        is cut once into segments between those dates and a date is found by bisection: the
+        memory is that of the policy, not of the dates a batch happens to hold.
+        """
+        segments = self._segments.get(code, _UNSEEN)
+        if segments is _UNSEEN:
+            segments = self._segments[code] = self._cut(code)
+        if segments is None:
+            return None
+        starts, attrs = segments
+        return attrs[bisect_right(starts, day) - 1]
+
+    def _cut(self, code: str) -> tuple[list[dt.date], list[dict[str, Any]]] | None:
+        revisions = self._codes.get(code)
+        if not revisions:
+            return None
+        points = {dt.date.min}
+        for revision in revisions:
+            for value in revision.values:
+                points.add(value.effective.from_)
+                if value.effective.to is not None and value.effective.to < dt.date.max:
+                    points.add(value.effective.to + dt.timedelta(days=1))
+        starts = sorted(points)
+        return starts, [self._resolve_code(code, start) for start in starts]
 
     def _resolve_code(self, code: str, day: dt.date) -> dict[str, Any] | None:
         revisions = self._codes.get(code)
@@ -127,7 +156,7 @@ class Snapshot:
         return merged if found else {}
 
     def __post_init__(self) -> None:
-        self._code_attrs = lru_cache(maxsize=65536)(self._resolve_code)
+        self._segments: dict[str, Any] = {}
 
 
 def resolve(policy: PolicySet, payer_key: str, state: str | None, known_on: dt.date) -> Snapshot:
