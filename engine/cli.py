@@ -133,8 +133,7 @@ def scrub(
         elif format is Format.parquet:
             writer = writers.ParquetWriter(policy.digest, day, output)
         else:
-            console = Console(file=out_path.open("w", encoding="utf-8"), width=160) if out_path else out
-            writer = writers.TableWriter(policy.digest, day, console)
+            writer = writers.TableWriter(policy.digest, day, out, out_path)
     except (writers.OutputError, OSError) as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2)

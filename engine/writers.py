@@ -202,9 +202,12 @@ tr.error td:nth-child(3){{color:#b00}} tr.warning td:nth-child(3){{color:#a60}} 
 class TableWriter(Writer):
     """The readable report: each claim printed as it is judged, the summary last."""
 
-    def __init__(self, policy_version: str, known_on: dt.date, console: Any):
+    def __init__(self, policy_version: str, known_on: dt.date, console: Any, path: Path | None = None):
+        from rich.console import Console
+
         super().__init__(policy_version, known_on)
-        self.console = console
+        self.out = _Target(path, binary=False) if path is not None else None
+        self.console = Console(file=self.out.handle, width=160) if self.out is not None else console
 
     def write(self, records: list[dict]) -> None:
         for record in records:
@@ -213,6 +216,12 @@ class TableWriter(Writer):
 
     def close(self, summary: dict[str, int], run_id: str | None) -> None:
         self.console.print(summary_line(summary, self.known_on, self.policy_version, run_id), highlight=False)
+        if self.out is not None:
+            self.out.commit()
+
+    def abort(self) -> None:
+        if self.out is not None:
+            self.out.abort()
 
 
 FINDING_COLUMNS = ["position", "claim_id", "payer", "state", "service_date", "status", "line", "code", "rule",

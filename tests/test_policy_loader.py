@@ -180,3 +180,28 @@ def test_broken_payers_and_taxonomy_files_are_reported_not_raised(policy_copy):
     errs = errors_of(policy_copy)
     assert any(e.startswith("payers.yaml:") and "YAML syntax" in e for e in errs)
     assert any(e.startswith("taxonomy.yaml:3: taxonomy.20:") for e in errs)
+
+
+def test_code_attributes_by_segment_equal_the_direct_resolution_on_every_boundary():
+    """Codes are cut into effective-date segments once; each date must get what resolving it directly gives."""
+    import datetime as dt
+
+    from engine.policy.snapshot import Resolver
+
+    policy = load_policies()
+    resolver = Resolver(policy)
+    checked = 0
+    for payer in policy.payers:
+        for known in (dt.date(2020, 6, 1), dt.date(2025, 10, 20), dt.date(2026, 11, 27)):
+            snap = resolver.get(payer, None, known)
+            for code, revisions in snap._codes.items():
+                days = {dt.date(2012, 12, 31), dt.date(2024, 2, 29)}
+                for value in (v for rev in revisions for v in rev.values):
+                    days |= {value.effective.from_, value.effective.from_ - dt.timedelta(days=1)}
+                    if value.effective.to:
+                        days |= {value.effective.to, value.effective.to + dt.timedelta(days=1)}
+                for day in days:
+                    assert snap.code_attrs(code, day) == snap._resolve_code(code, day), (payer, code, day)
+                    checked += 1
+            assert snap.code_attrs("ZZZZZ", dt.date(2024, 1, 1)) is None
+    assert checked > 5000
