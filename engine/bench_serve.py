@@ -15,11 +15,15 @@ import http.client
 import json
 import os
 import platform
+import re
+import shutil
 import socket
 import subprocess
 import sys
 import threading
+import tempfile
 import time
+from pathlib import Path
 
 from .synthetic import synthetic_claims
 
@@ -104,8 +108,6 @@ def serving(workers: int, store: bool, db: str):
 
 
 def main() -> None:
-    import tempfile
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=120.0)
@@ -126,7 +128,42 @@ def main() -> None:
             print(f"serve --workers {workers}, {'with' if store else 'without'} the store, {threads} client "
                   f"thread(s): {r['requests']} requests, {r['errors']} errors, {r['rate']:,.0f} requests/s, "
                   f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
-    print(f"--workers 2 against 1 (no store, 8 clients): {rates[(2, False, 8)] / rates[(1, False, 8)]:.2f}x")
+    print(f"--workers 2 against 1 (no store, 8 clients): {rates[(2, False, 8)] / rates[(1, False, 8)]:.2f}x "
+          f"(the Python client shares the 2 cores with the server)")
+    if shutil.which("wrk"):
+        with tempfile.TemporaryDirectory(prefix="payerpolicy-wrk-") as tmp:
+            print(wrk_workers(Path(tmp), bodies[0]))
+
+
+def wrk_workers(tmp: Path, body: str) -> str:
+    """--workers 1 and 2 driven by wrk (Debian's, a C client): 8 connections for 20 s each."""
+    (tmp / "body.json").write_text(body)
+    (tmp / "post.lua").write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {TOKEN}"\n'
+        f'local f = io.open("{tmp / "body.json"}", "r")\nwrk.body = f:read("*a")\nf:close()\n')
+    rates = {}
+    lines = []
+    for workers in (1, 2):
+        server, port = serving(workers, False, "")
+        try:
+            url = f"http://127.0.0.1:{port}/v1/scrub?store=false"
+            command = ["wrk", "-t1", "-c8", "--latency", "-s", str(tmp / "post.lua"), url]
+            subprocess.run(command[:3] + ["-d5s"] + command[3:], capture_output=True, timeout=60)
+            text = subprocess.run(command[:3] + ["-d20s"] + command[3:], capture_output=True, text=True,
+                                  timeout=120).stdout
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+        rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+        p50 = re.search(r"50%\s+(\S+)", text).group(1)
+        p99 = re.search(r"99%\s+(\S+)", text).group(1)
+        errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+        rates[workers] = rate
+        lines.append(f"wrk, serve --workers {workers}, no store, 8 connections: {rate:,.0f} requests/s, "
+                     f"p50 {p50}, p99 {p99}, {errors.group(1) if errors else 0} errors")
+    lines.append(f"--workers 2 against 1 under wrk: {rates[2] / rates[1]:.2f}x")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

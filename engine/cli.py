@@ -517,7 +517,7 @@ def serve(
 
     import uvicorn
 
-    from .service import SERVE_CONFIG, Limits, create_app, load_tokens
+    from .service import Limits, create_app, load_tokens
 
     policy = _load(policies)
     tokens = load_tokens(tokens_file)
@@ -537,11 +537,34 @@ def serve(
         return
     if store is not None:
         store.import_policy(policy)  # once, before the workers race to do it
-    os.environ[SERVE_CONFIG] = json.dumps({
+    config = json.dumps({
         "policies": policy.root, "db": store.url if store else None, "no_store": store is None,
         "tokens_file": str(tokens_file) if tokens_file else None, "limits": limits.model_dump()})
-    uvicorn.run("engine.service:app_from_env", factory=True, workers=workers, host=host, port=port,
-                access_log=False, timeout_graceful_shutdown=30, log_level="info")
+    _run_workers(workers, host, port, config)
+
+
+def _run_workers(workers: int, host: str, port: int, config: str) -> None:
+    """Start the server processes, pass SIGTERM/SIGINT on to them, and wait for them to finish."""
+    import multiprocessing
+    import os
+    import signal
+
+    from .service import serve_worker
+
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=serve_worker, args=(host, port, config)) for _ in range(workers)]
+    for child in children:
+        child.start()
+
+    def forward(signum, _frame) -> None:
+        for child in children:
+            if child.is_alive():
+                os.kill(child.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for child in children:
+        child.join()
 
 
 @policy_app.command("validate")

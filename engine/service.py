@@ -129,6 +129,31 @@ def app_from_env() -> FastAPI:
     return create_app(policy, store, tokens, Limits(**config["limits"]))
 
 
+def serve_worker(host: str, port: int, config: str) -> None:
+    """One process of ``serve --workers N``, with its own listening socket on the shared port (SO_REUSEPORT).
+
+    The socket names its protocol (IPPROTO_TCP): asyncio turns Nagle's algorithm off only on
+    connections from such a socket, and with it on (as with uvicorn's own --workers, whose
+    shared socket has protocol 0) every answer on a kept-alive connection waited 40 ms for
+    a delayed ACK.
+    """
+    import socket
+
+    import uvicorn
+
+    os.environ[SERVE_CONFIG] = config
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = uvicorn.Server(uvicorn.Config(app_from_env, factory=True, access_log=False,
+                                           timeout_graceful_shutdown=30, log_level="info"))
+    server.run(sockets=[sock])
+
+
 def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits: Limits | None = None) -> FastAPI:
     limits = limits or Limits()
     # One resolver for every request: snapshots (and their compiled rules) are made once per process.
