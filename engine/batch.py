@@ -80,7 +80,8 @@ _installed: dict[str, _Prepared] = {}
 def install(ctx: Context) -> None:
     """Make a context available in this process by its token (a worker's initializer)."""
     if ctx.token not in _installed:
-        _installed.clear()  # one run at a time per process: keep memory flat across runs
+        while len(_installed) >= 4:  # a few runs' contexts at most: memory stays flat across runs
+            del _installed[next(iter(_installed))]
         _installed[ctx.token] = _Prepared(ctx)
 
 

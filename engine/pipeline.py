@@ -79,9 +79,13 @@ def scrub_files(paths: list[Path], policy: PolicySet, known_on: dt.date, writer:
     The run becomes visible in the store only when it is complete; a failure removes
     what it wrote, and the writer leaves no partial file.
     """
-    source = Input(paths, policy)
-    ctx = Context(policy, known_on, payer, read_encounters(encounters) if encounters else None,
-                  with_bodies=store is not None)
+    try:
+        source = Input(paths, policy)
+        ctx = Context(policy, known_on, payer, read_encounters(encounters) if encounters else None,
+                      with_bodies=store is not None)
+    except BaseException:
+        writer.abort()  # nothing was judged: leave no report behind
+        raise
     workers = workers or default_workers(source.total_bytes())
     run_id = None
     kept: list[dict] | None = [] if store is not None else None

@@ -158,6 +158,10 @@ def test_scrub_command_writes_jsonl_and_parquet_and_refuses_a_missing_folder(tmp
     assert result.exit_code == 2 and "does not exist" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["scrub", str(EXAMPLES), "-f", "parquet", "--no-store"])
     assert result.exit_code == 2
+    report = tmp_path / "r.json"
+    result = runner.invoke(app, ["scrub", str(EXAMPLES), "-f", "json", "-o", str(report), "--no-store",
+                                 "--encounters", str(tmp_path / "missing.json")])
+    assert result.exit_code == 2 and not report.exists() and not list(tmp_path.glob(".r.json.*"))
 
 
 def test_a_failed_run_leaves_no_file_and_no_run(policy, tmp_path, db_url):
