@@ -79,10 +79,10 @@ def _load(policies: Optional[Path]) -> PolicySet:
 
 @app.command()
 def scrub(
-    files: list[Path] = typer.Argument(..., help="Claim files: JSON (object, list, {claims: [...]}), JSON Lines, "
-                                                 "X12 837P (.837/.x12/.edi, or any file starting with ISA), "
-                                                 "Parquet (files or folders), or a Tuva medical_claim table "
-                                                 "(Parquet or CSV)."),
+    files: list[str] = typer.Argument(..., help="Claim files: JSON (object, list, {claims: [...]}), JSON Lines, "
+                                                "X12 837P (.837/.x12/.edi, or any file starting with ISA), "
+                                                "Parquet (files or folders, local or at an fsspec URL), or a Tuva "
+                                                "medical_claim table (Parquet or CSV)."),
     format: Format = typer.Option(Format.table, "--format", "-f", help="table, json, jsonl, html or parquet."),
     encounters: Optional[Path] = typer.Option(None, "--encounters", help="JSON keyed by claim id with the facts an "
                                               "837 or a warehouse table does not carry (encounter, "
@@ -145,7 +145,7 @@ def scrub(
                   console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("scrub", total=None)
         try:
-            run = scrub_files(files, policy, day, writer, payer=payer.lower() if payer else None,
+            run = scrub_files([f if "://" in f else Path(f) for f in files], policy, day, writer, payer=payer.lower() if payer else None,
                               encounters=encounters, store=store, workers=workers, scheduler=scheduler, dask=dask,
                               options=options, chunk_size=chunk_size, progress=lambda n: bar.advance(task, n),
                               total=lambda n: bar.update(task, total=n) if n >= PROGRESS_MIN else None)

@@ -129,8 +129,9 @@ def scrub_files(paths: list[Path], policy: PolicySet, known_on: dt.date, writer:
     return FileRun(summary, run_id, executor.workers)
 
 
-def _sources(paths: list[Path], encounters: Path | None) -> list[str]:
-    return [str(p.resolve()) for p in paths] + ([f"encounters={encounters.resolve()}"] if encounters else [])
+def _sources(paths: list[Path | str], encounters: Path | None) -> list[str]:
+    return [p if isinstance(p, str) else str(p.resolve()) for p in paths] + \
+        ([f"encounters={encounters.resolve()}"] if encounters else [])
 
 
 def _encoded(record: dict) -> dict[str, Any]:
@@ -221,9 +222,9 @@ def replay(store: "Store", run_id: str) -> tuple[ScrubResult | None, list[tuple[
         fresh = [(c.position, f.as_dict()) for c in result.claims for f in c.findings]
         return result, stored, fresh
     sources = json.loads(run.sources or "[]")
-    paths = [Path(s) for s in sources if not s.startswith("encounters=")]
+    paths = [s if "://" in s else Path(s) for s in sources if not s.startswith("encounters=")]
     encounters = [Path(s[len("encounters="):]) for s in sources if s.startswith("encounters=")]
-    missing = [p for p in paths + encounters if not p.exists()]
+    missing = [p for p in paths + encounters if isinstance(p, Path) and not p.exists()]
     if not paths or missing:
         raise ReplayError(f"run {run_id}: its input files are no longer there ({', '.join(map(str, missing))})"
                           if missing else f"run {run_id}: the run kept neither its input nor its files")

@@ -54,11 +54,39 @@ def is_parquet(path: Path) -> bool:
     return path.suffix.lower() in PARQUET_SUFFIXES or path.is_dir()
 
 
-def expand(paths: list[Path]) -> list[Path]:
-    """Files as given; a folder stands for the Parquet files in it (a partitioned table)."""
-    found: list[Path] = []
+def is_url(path: Any) -> bool:
+    return isinstance(path, str) and "://" in path
+
+
+def _expand_url(url: str) -> list[str]:
+    """A Parquet file or folder at an fsspec URL (s3://, gs://, abfs://, memory://, file://...)."""
+    try:
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise UsageError(f"{url}: no filesystem for this URL is installed ({type(exc).__name__})") from None
+    protocol = url.split("://", 1)[0]
+    if fs.isdir(root):
+        parts = sorted(p for p in fs.find(root) if p.lower().endswith(tuple(PARQUET_SUFFIXES)))
+        if not parts:
+            raise UsageError(f"{url}: a folder with no Parquet files")
+        return [f"{protocol}://{p.removeprefix(protocol + '://')}" for p in parts]
+    if not fs.exists(root):
+        raise UsageError(f"{url}: no such file")
+    if not root.lower().endswith(tuple(PARQUET_SUFFIXES)):
+        raise UsageError(f"{url}: only Parquet is read from a URL; copy other inputs to a local file")
+    return [url]
+
+
+def expand(paths: list[Any]) -> list[Any]:
+    """Files as given; a folder stands for the Parquet files in it (a partitioned table), and so
+    does an fsspec URL to a folder."""
+    found: list[Any] = []
     for path in paths:
-        if path.is_dir():
+        if is_url(path):
+            found.extend(_expand_url(path))
+        elif path.is_dir():
             parts = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PARQUET_SUFFIXES)
             if not parts:
                 raise UsageError(f"{path}: a folder with no Parquet files")
@@ -83,11 +111,24 @@ class Input:
         return "sha256:" + self._digest.hexdigest()
 
     def total_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.paths)
+        total = 0
+        for path in self.paths:
+            if is_url(path):
+                import fsspec
+
+                fs, root = fsspec.core.url_to_fs(path)
+                total += fs.size(root) or 0
+            else:
+                total += path.stat().st_size
+        return total
 
     def __iter__(self) -> Iterator[Any]:
         self._digest = hashlib.sha256()
         for path in self.paths:
+            if is_url(path):
+                self._digest.update(path.encode() + b"\0")
+                yield from self._parquet(path)
+                continue
             self._digest.update(str(path.name).encode() + b"\0")
             suffix = path.suffix.lower()
             if suffix in PARQUET_SUFFIXES:
@@ -138,20 +179,31 @@ class Input:
         if pending.strip():
             yield JsonText(number + 1, pending)
 
-    def _parquet(self, path: Path) -> Iterator[dict]:
+    def _parquet(self, path: Path | str) -> Iterator[dict]:
         import pyarrow.parquet as pq
 
         from .tuva import TUVA_KEYS, TuvaGrouper
 
-        self._digest.update(_file_digest(path))
-        table = pq.ParquetFile(path)
-        names = set(table.schema_arrow.names)
-        rows = (row for batch in table.iter_batches(batch_size=4096) for row in batch.to_pylist())
-        if TUVA_KEYS <= names:
-            yield from TuvaGrouper(path.name).claims(rows)
+        if is_url(path):
+            import fsspec
+
+            opened = fsspec.open(path, "rb")
         else:
-            for row in rows:
-                yield _without_nulls(row)
+            opened = path.open("rb")
+        with opened as handle:
+            digest = hashlib.sha256()
+            for block in iter(lambda: handle.read(READ_BLOCK), b""):
+                digest.update(block)
+            self._digest.update(digest.digest())
+            handle.seek(0)
+            table = pq.ParquetFile(handle)
+            names = set(table.schema_arrow.names)
+            rows = (row for batch in table.iter_batches(batch_size=4096) for row in batch.to_pylist())
+            if TUVA_KEYS <= names:
+                yield from TuvaGrouper(str(path).rsplit("/", 1)[-1]).claims(rows)
+            else:
+                for row in rows:
+                    yield _without_nulls(row)
 
     def _csv(self, path: Path) -> Iterator[Any]:
         import csv

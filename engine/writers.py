@@ -264,11 +264,13 @@ class ParquetWriter(Writer):
         findings_path, claims_path = parquet_paths(output)
         self.targets = []
         self.writers = []
+        self.remote: list[Any] = []  # files on an fsspec filesystem: written there directly, closed at the end
         for path, schema in ((findings_path, self.finding_schema), (claims_path, self.claim_schema)):
             if "://" in path:
                 import fsspec
 
                 sink = fsspec.open(path, "wb").open()
+                self.remote.append(sink)
                 self.targets.append(None)
             else:
                 target = _Target(Path(path))
@@ -306,6 +308,9 @@ class ParquetWriter(Writer):
     def close(self, summary: dict[str, int], run_id: str | None) -> None:
         for writer in self.writers:
             writer.close()
+        for handle in self.remote:
+            if not handle.closed:
+                handle.close()
         for target in self.targets:
             if target is not None:
                 target.commit()

@@ -255,3 +255,30 @@ def test_whatif_and_denials_on_two_workers_equal_one(policy, monkeypatch):
                                KNOWN, workers=n) for n in (1, 2)]
     assert reports[0].as_dict() == reports[1].as_dict()
     assert reports[0].totals()["lines"] > 1400
+
+
+def test_parquet_folders_at_fsspec_urls_in_and_out(tmp_path):
+    """Warehouse folders need not be local: an fsspec URL (here the in-memory filesystem) works both ways."""
+    import io
+
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    claims = synthetic_claims(60, seed=6)
+    for part in range(2):
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(claims[part * 30:(part + 1) * 30]), buffer)
+        fs.pipe(f"/warehouse/claims/part-{part}.parquet", buffer.getvalue())
+    result = runner.invoke(app, ["scrub", "memory://warehouse/claims/", "-f", "parquet", "-o", "memory://warehouse/out/",
+                                 "--no-store", "--known-on", "2026-11-27"])
+    assert result.exit_code in (0, 1), result.output
+    with fs.open("/warehouse/out/claims.parquet", "rb") as handle:
+        table = pq.read_table(handle).to_pylist()
+    assert [r["claim_id"] for r in table] == [c["id"] for c in claims]
+    local = tmp_path / "claims.jsonl"
+    local.write_text("\n".join(json.dumps(c) for c in claims) + "\n")
+    expected = runner.invoke(app, ["scrub", str(local), "-f", "jsonl", "--no-store", "--known-on", "2026-11-27"])
+    statuses = [json.loads(line)["status"] for line in expected.stdout.splitlines()[:-1]]
+    assert [r["status"] for r in table] == statuses
+    missing = runner.invoke(app, ["scrub", "memory://warehouse/nothing/", "--no-store"])
+    assert missing.exit_code == 2 and "no such file" in missing.output
