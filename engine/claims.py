@@ -200,6 +200,8 @@ def _json_lines(text: str) -> list[Any]:
             continue
         try:
             items.append(json.loads(line))
+        except RecursionError:
+            items.append(_BadItem(f"line {number}: the JSON is nested too deeply to read"))
         except json.JSONDecodeError as exc:
             items.append(_BadItem(f"line {number}: not valid JSON ({exc.msg})"))
     return items
@@ -214,6 +216,8 @@ def raw_items(text: str) -> list[Any]:
     """The items of one JSON document in any accepted shape; unreadable ones as InvalidClaim."""
     try:
         document = json.loads(text)
+    except RecursionError:  # nested deeper than Python's parser goes: one unreadable item, not a crash
+        return [InvalidClaim(None, 0, [InputError("claim", "the JSON is nested too deeply to read")])]
     except json.JSONDecodeError:
         items = _json_lines(text)
     else:

@@ -220,6 +220,8 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
         else:
             try:
                 json.loads(text)
+            except RecursionError:
+                raise Problem(400, "Bad JSON", "the body is nested too deeply to read") from None
             except json.JSONDecodeError:
                 if "\n" not in text.strip():
                     raise Problem(400, "Bad JSON", "the body is not JSON, JSON Lines or X12") from None

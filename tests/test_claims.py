@@ -58,3 +58,18 @@ def test_error_messages_never_quote_claim_values():
     (invalid,) = parse_claims_text(json.dumps(bad))
     assert isinstance(invalid, InvalidClaim)
     assert all(secret not in e.reason for e in invalid.errors)
+
+
+def test_json_nested_ten_thousand_deep_is_an_invalid_claim_and_the_batch_goes_on(tmp_path):
+    from engine.pipeline import read_claim_files
+
+    deep = "[" * 10_000 + "]" * 10_000
+    path = tmp_path / "deep.json"
+    path.write_text(deep)
+    (item,) = read_claim_files([path])
+    assert item.errors[0].reason == "the JSON is nested too deeply to read"
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text(json.dumps({"id": "OK-1", "payer": "medicare", "service_date": "2024-01-02",
+                                 "lines": [{"code": "99213"}]}) + "\n" + "{\"a\":" * 5000 + "1" + "}" * 5000 + "\n")
+    first, second = read_claim_files([lines])
+    assert first.id == "OK-1" and second.errors and "not valid JSON" in second.errors[0].reason
