@@ -513,7 +513,6 @@ def serve(
 ) -> None:
     """Serve the scrubber over HTTP: /v1/scrub, /v1/suggest, /v1/whatif, /v1/policy, /v1/runs, /healthz."""
     import logging
-    import os
 
     import uvicorn
 
