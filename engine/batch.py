@@ -26,7 +26,6 @@ import sqlite3
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -34,11 +33,11 @@ import orjson
 
 from .claims import Claim, InputError, InvalidClaim, validate_claim
 from .findings import claim_status
-from .history import History, Service
+from .history import History
 from .judge import judge_claim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
-from .scrub import known_payer
+from .scrub import family_of, known_payer
 from .sources import Input, JsonText, Structural
 from .tuva import TUVA_PAYER, map_payer_name
 
@@ -68,10 +67,7 @@ class _Prepared:
         self.names = ctx.policy.payer_names()
 
     def family(self, claim: Claim, day: dt.date, code: str) -> str | None:
-        if claim.payer not in self.ctx.policy.payers:  # a stored claim of a payer no longer in the tree
-            return None
-        attrs = self.resolver.get(claim.payer, claim.state, self.ctx.known_on).code_attrs(code, day)
-        return (attrs or {}).get("family")
+        return family_of(self.resolver, claim, day, code, self.ctx.known_on)
 
 
 _installed: dict[str, _Prepared] = {}
@@ -158,37 +154,20 @@ def chunk_services(ctx: Context | str, chunk: list[tuple[int, Any]]) -> tuple[li
     ids: list[str] = []
     for position, raw in chunk:
         item = _claim_of(prep, raw, position)
-        if not isinstance(item, Claim):
-            continue
-        ids.append(item.id)
-        patient = item.patient.id if item.patient else None
-        if not patient:
-            continue
-        for number, line in enumerate(item.lines, 1):
-            day = item.line_date(line)
-            rows.append((patient, day.toordinal(), position, number, line.code, prep.family(item, day, line.code)))
+        if isinstance(item, Claim):
+            ids.append(item.id)
+            rows.extend(_services(prep, position, item))
     return rows, ids
 
 
-def history_of(rows: Iterable[tuple]) -> History:
-    """A History from (patient, day ordinal, seq1, seq2, code, family) rows."""
-    by_patient: dict[str, list[Service]] = {}
-    day_of = _day_of
-    for patient, day, first, second, code, family in rows:
-        services = by_patient.get(patient)
-        if services is None:
-            services = by_patient[patient] = []
-        services.append(Service(day_of(day), (first, second), code, family))
-    history = History()
-    for patient, services in by_patient.items():
-        services.sort()
-        history._by_patient[patient] = services
-    return history
-
-
-@lru_cache(maxsize=8192)
-def _day_of(ordinal: int) -> dt.date:
-    return dt.date.fromordinal(ordinal)
+def _services(prep: _Prepared, position: int, claim: Claim) -> Iterator[ServiceRow]:
+    """A claim's lines as history services (none when the claim names no patient)."""
+    patient = claim.patient.id if claim.patient else None
+    if not patient:
+        return
+    for number, line in enumerate(claim.lines, 1):
+        day = claim.line_date(line)
+        yield patient, day.toordinal(), position, number, line.code, prep.family(claim, day, line.code)
 
 
 def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: list[tuple] | None) -> list[dict]:
@@ -201,11 +180,8 @@ def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: 
     ctx = prep.ctx
     items = [(position, _claim_of(prep, raw, position)) for position, raw in chunk]
     if history_rows is None:
-        history_rows = [(c.patient.id, c.line_date(line).toordinal(), p, n, line.code,
-                         prep.family(c, c.line_date(line), line.code))
-                        for p, c in items if isinstance(c, Claim) and c.patient and c.patient.id
-                        for n, line in enumerate(c.lines, 1)]
-    history = history_of(history_rows)
+        history_rows = [row for p, c in items if isinstance(c, Claim) for row in _services(prep, p, c)]
+    history = History.from_rows(history_rows)
     out = []
     for position, item in items:
         if isinstance(item, InvalidClaim):
@@ -370,13 +346,16 @@ class DaskCluster(_Windowed):
             self.cluster.close()
 
 
-def default_workers(total_bytes: int) -> int:
-    if total_bytes < WORKERS_FROM_BYTES:
-        return 1
+def cores() -> int:
+    """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def default_workers(total_bytes: int) -> int:
+    return 1 if total_bytes < WORKERS_FROM_BYTES else cores()
 
 
 def make_executor(ctx: Context, workers: int, scheduler: str | None = None, dask: bool = False):

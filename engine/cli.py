@@ -285,9 +285,9 @@ def whatif(
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2)
     today = clock.today()
-    from .batch import default_workers
+    from .batch import cores
 
-    procs = workers or (default_workers(1 << 40) if len(items) > 2000 else 1)
+    procs = workers or (cores() if len(items) > 2000 else 1)
     try:
         if policies_b is not None:
             comparisons = [policy_trees(items, policy, _load(policies_b), dates[0] if dates else today, procs)]

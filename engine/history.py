@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from bisect import insort
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from functools import lru_cache
+from typing import Iterable, NamedTuple
 
 
 NEVER = 99_999
@@ -26,9 +27,27 @@ class Service(NamedTuple):
     family: str | None
 
 
+@lru_cache(maxsize=8192)
+def _day_of(ordinal: int) -> dt.date:
+    return dt.date.fromordinal(ordinal)
+
+
 @dataclass
 class History:
     _by_patient: dict[str, list[Service]] = field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple]) -> "History":
+        """A History from (patient, day ordinal, seq1, seq2, code, family) rows, in any order."""
+        by_patient: dict[str, list[Service]] = {}
+        for patient, day, first, second, code, family in rows:
+            services = by_patient.get(patient)
+            if services is None:
+                services = by_patient[patient] = []
+            services.append(Service(_day_of(day), (first, second), code, family))
+        for services in by_patient.values():
+            services.sort()
+        return cls(by_patient)
 
     def add(self, patient: str, service: Service) -> None:
         insort(self._by_patient.setdefault(patient, []), service)

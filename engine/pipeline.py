@@ -15,7 +15,7 @@ from .batch import validate_item
 from .claims import Claim, InputError, InvalidClaim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
-from .scrub import ScrubResult, scrub
+from .scrub import ScrubResult, family_of, scrub
 from .sources import Input, UsageError, x12_items  # noqa: F401  (x12_items: the service reads 837 bodies)
 
 if TYPE_CHECKING:
@@ -168,14 +168,7 @@ def _decode(encoded: list[dict[str, Any]]) -> list[Claim | InvalidClaim]:
 def family_lookup(policy: PolicySet, known_on: dt.date,
                   resolver: Resolver | None = None) -> Callable[[Claim, dt.date, str], str | None]:
     resolver = resolver or Resolver(policy)
-
-    def family(claim: Claim, day: dt.date, code: str) -> str | None:
-        if claim.payer not in policy.payers:
-            return None
-        attrs = resolver.get(claim.payer, claim.state, known_on).code_attrs(code, day)
-        return (attrs or {}).get("family")
-
-    return family
+    return lambda claim, day, code: family_of(resolver, claim, day, code, known_on)
 
 
 @dataclass

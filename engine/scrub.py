@@ -54,7 +54,10 @@ class ScrubResult:
                 "claims": [c.as_dict() for c in self.claims], "summary": self.summary}
 
 
-def _family(resolver: Resolver, claim: Claim, day: dt.date, code: str, known_on: dt.date) -> str | None:
+def family_of(resolver: Resolver, claim: Claim, day: dt.date, code: str, known_on: dt.date) -> str | None:
+    """A code's family on a date for the claim's payer (None for a payer no longer in the tree)."""
+    if claim.payer not in resolver.policy.payers:
+        return None
     attrs = resolver.get(claim.payer, claim.state, known_on).code_attrs(code, day)
     return (attrs or {}).get("family")
 
@@ -92,7 +95,7 @@ def scrub_iter(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_o
     for position, item in enumerate(items, 1):
         if isinstance(item, Claim):
             add_to_history(history, item, position,
-                           lambda day, code, c=item: _family(resolver, c, day, code, known_on))
+                           lambda day, code, c=item: family_of(resolver, c, day, code, known_on))
     for position, item in enumerate(items, 1):
         if isinstance(item, InvalidClaim):
             yield ClaimResult(item.id, position, "invalid", errors=item.errors)

@@ -114,15 +114,11 @@ def load_tokens(tokens_file: Path | None) -> set[str]:
     return tokens
 
 
-SERVE_CONFIG = "PAYERPOLICY_SERVE_CONFIG"
-
-
-def app_from_env() -> FastAPI:
-    """The app for each of ``serve --workers N``'s processes, configured by the parent through the environment."""
+def app_from_config(config: dict[str, Any]) -> FastAPI:
+    """The app for each of ``serve --workers N``'s processes, from the settings the parent resolved."""
     from .policy.loader import load_policies
     from .store import Store
 
-    config = json.loads(os.environ[SERVE_CONFIG])
     policy = load_policies(config["policies"])
     store = None if config["no_store"] else Store(config["db"])
     tokens = load_tokens(Path(config["tokens_file"]) if config["tokens_file"] else None)
@@ -137,11 +133,11 @@ def serve_worker(host: str, port: int, config: str) -> None:
     shared socket has protocol 0) every answer on a kept-alive connection waited 40 ms for
     a delayed ACK.
     """
+    import functools
     import socket
 
     import uvicorn
 
-    os.environ[SERVE_CONFIG] = config
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -149,8 +145,8 @@ def serve_worker(host: str, port: int, config: str) -> None:
     sock.bind((host, port))
     sock.listen(2048)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    server = uvicorn.Server(uvicorn.Config(app_from_env, factory=True, access_log=False,
-                                           timeout_graceful_shutdown=30, log_level="info"))
+    server = uvicorn.Server(uvicorn.Config(functools.partial(app_from_config, json.loads(config)), factory=True,
+                                           access_log=False, timeout_graceful_shutdown=30, log_level="info"))
     server.run(sockets=[sock])
 
 

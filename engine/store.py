@@ -23,7 +23,7 @@ from sqlmodel import Column, Field, Session, SQLModel, create_engine, select
 from . import clock
 from .claims import Claim, InvalidClaim
 from .findings import Finding
-from .history import History, Service
+from .history import History
 from .policy.model import PolicySet
 
 ENV_DB = "PAYERPOLICY_DB"
@@ -239,19 +239,11 @@ class Store:
     def history_for(self, claims: Iterable[Claim | InvalidClaim], family, upto: int | None = None) -> History:
         """Stored services of the batch's patients; claims in the batch are not their own history."""
         batch = [c for c in claims if isinstance(c, Claim)]
-        patients = {c.patient.id for c in batch if c.patient and c.patient.id}
+        patients = sorted({c.patient.id for c in batch if c.patient and c.patient.id})
         ids = {c.id for c in batch}
-        history = History()
-        with Session(self.engine) as session:
-            for record in self._latest_records(session, patients, ids, upto):
-                claim = Claim.model_validate_json(record.body)
-                for number, line in enumerate(claim.lines, 1):
-                    day = claim.line_date(line)
-                    history.add(record.patient_id, Service(day, (record.id - 10**12, number), line.code,
-                                                           family(claim, day, line.code)))
-        return history
+        return History.from_rows(self.history_rows(patients, upto, lambda found: set(found) & ids, family))
 
-    def history_rows(self, patients: list[str], upto: int, in_batch, family) -> list[tuple]:
+    def history_rows(self, patients: list[str], upto: int | None, in_batch, family) -> list[tuple]:
         """Stored services of these patients as (patient, day ordinal, seq, line, code, family) rows.
 
         ``in_batch`` names which claim ids belong to the batch being judged: those are
