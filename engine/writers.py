@@ -267,7 +267,11 @@ class ParquetWriter(Writer):
         self.remote: list[Any] = []  # files on an fsspec filesystem: written there directly, closed at the end
         for path, schema in ((findings_path, self.finding_schema), (claims_path, self.claim_schema)):
             if "://" in path:
-                import fsspec
+                try:
+                    import fsspec
+                except ImportError:
+                    raise OutputError(f"{output}: writing to a URL needs fsspec (pip install 'payerpolicy[cluster]')"
+                                      ) from None
 
                 sink = fsspec.open(path, "wb").open()
                 self.remote.append(sink)
