@@ -508,6 +508,8 @@ def serve(
     max_claims: int = typer.Option(2000, "--max-claims", help="Most claims in one request."),
     timeout: float = typer.Option(30.0, "--timeout", help="Seconds a request may take."),
     openapi: bool = typer.Option(False, "--openapi", help="Print the OpenAPI schema and exit."),
+    public_docs: bool = typer.Option(False, "--public-docs", help="Serve /docs and /openapi.json without a "
+                                     "token (they describe the API and hold no data)."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Server processes (each loads the policy "
                                 "and compiles its rules once); throughput grows with cores."),
 ) -> None:
@@ -520,7 +522,7 @@ def serve(
 
     policy = _load(policies)
     tokens = load_tokens(tokens_file)
-    limits = Limits(max_body_bytes=max_body, max_claims=max_claims, timeout_seconds=timeout)
+    limits = Limits(max_body_bytes=max_body, max_claims=max_claims, timeout_seconds=timeout, public_docs=public_docs)
     store = None if no_store else _store(db)
     app_ = create_app(policy, store, tokens, limits)
     if openapi:

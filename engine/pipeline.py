@@ -8,7 +8,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
 
 from .batch import CHUNK, Context, StoreHistory, Summary, _prepared, default_workers, make_executor, run_batch
 from .batch import validate_item
@@ -177,9 +177,20 @@ class RunOutcome:
     run_id: str | None
 
 
+class Commit(Protocol):
+    """How a caller with a deadline (the service) decides whether a finished batch is stored."""
+
+    def allow(self) -> bool:
+        """False when the caller gave up waiting: nothing is stored."""
+
+    def rows(self, result: ScrubResult) -> Callable[[Any, str], None] | None:
+        """Rows of the caller's to store in the run's transaction, given the session and run id."""
+
+
 def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
                 store: "Store | None", options: dict[str, Any] | None = None,
-                progress: Callable[[int], None] | None = None, resolver: Resolver | None = None) -> RunOutcome:
+                progress: Callable[[int], None] | None = None, resolver: Resolver | None = None,
+                commit: Commit | None = None) -> RunOutcome:
     """Scrub a batch held in memory (the service's requests); with a store, use its history and keep the run.
 
     A caller serving many batches passes one ``resolver``, so snapshots are resolved and compiled once.
@@ -191,7 +202,10 @@ def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: 
     resolver = resolver or Resolver(policy)
     history = store.history_for(items, family_lookup(policy, known_on, resolver), upto)
     result = scrub(items, policy, known_on, history=history, progress=progress, resolver=resolver)
-    run_id = store.record_run(result, items, _encode(items), options or {}, upto)
+    if commit is not None and not commit.allow():
+        return RunOutcome(result, None)
+    run_id = store.record_run(result, items, _encode(items), options or {}, upto,
+                              attach=commit.rows(result) if commit is not None else None)
     return RunOutcome(result, run_id)
 
 

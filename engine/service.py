@@ -11,18 +11,22 @@ status and the time taken - never a body, a query value or a token.
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import datetime as dt
+import hashlib
 import hmac
 import json
 import logging
 import os
-
-import orjson
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI, Query, Request
+import orjson
+
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -44,19 +48,108 @@ class Limits(BaseModel):
     max_body_bytes: int = 5 * 2**20
     max_claims: int = 2000
     timeout_seconds: float = 30.0
+    # Failed tokens allowed per client address in a window before it is answered 429.
+    failed_tokens: int = 20
+    failed_token_window_seconds: float = 60.0
+    public_docs: bool = False
+
+
+IDEMPOTENCY_KEY_MAX = 255
+
+
+class CommitGate:
+    """Whether a scrub that outlived its request's time limit may still be stored.
+
+    The request's handler and the scrub's thread race here: the first to arrive wins. A
+    scrub that reaches its commit first is stored and answered, however long the commit
+    takes; a time limit that passes first means nothing is stored and the answer is 504.
+    """
+
+    def __init__(self, store_answer: Any = None):
+        self._lock = threading.Lock()
+        self._state = "judging"
+        self._store_answer = store_answer
+        self.answer: bytes | None = None
+
+    def allow(self) -> bool:
+        with self._lock:
+            if self._state == "expired":
+                return False
+            self._state = "committing"
+            return True
+
+    def expire(self) -> bool:
+        """True when the scrub will store nothing; False when its commit has begun."""
+        with self._lock:
+            if self._state == "committing":
+                return False
+            self._state = "expired"
+            return True
+
+    def check(self, _done: int) -> None:
+        """A progress callback: stop judging once the answer can no longer be sent."""
+        if self._state == "expired":
+            raise TimedOut()
+
+    def rows(self, result):
+        def answer(run_id: str) -> str:
+            body = result.as_dict()
+            body["run_id"] = run_id
+            self.answer = orjson.dumps(body)
+            return self.answer.decode()
+
+        if self._store_answer is None:
+            return None
+        return self._store_answer(answer)
+
+
+class TimedOut(Exception):
+    """The request's time limit passed while its batch was judged."""
+
+
+class FailedTokens:
+    """Failed bearer tokens per client address in a sliding window, to slow down guessing."""
+
+    def __init__(self, limit: int, window: float):
+        self.limit, self.window = limit, window
+        self._seen: dict[str, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, address: str, now: float) -> collections.deque:
+        times = self._seen.get(address)
+        if times is None:
+            if len(self._seen) > 10_000:  # many addresses: forget those with nothing recent
+                for stale in [a for a, t in self._seen.items() if not t or t[-1] < now - self.window]:
+                    del self._seen[stale]
+            times = self._seen[address] = collections.deque()
+        while times and times[0] < now - self.window:
+            times.popleft()
+        return times
+
+    def blocked(self, address: str) -> bool:
+        with self._lock:
+            return len(self._recent(address, time.monotonic())) >= self.limit
+
+    def failed(self, address: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._recent(address, now).append(now)
 
 
 class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None):
+    def __init__(self, status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None):
         self.status, self.title, self.detail, self.errors = status, title, detail, errors or []
+        self.headers = headers
 
 
-def problem_response(status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
+def problem_response(status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None,
+                     headers: dict[str, str] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"type": f"https://payerpolicy.invalid/problems/{title.lower().replace(' ', '-')}",
                             "title": title, "status": status, "detail": detail}
     if errors:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
 # ---- response shapes (the same JSON the command line prints) -------------------------
@@ -156,14 +249,22 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
     resolver = Resolver(policy)
     if store is not None:
         store.import_policy(policy)  # at start, not raced by the first concurrent requests
-    app = FastAPI(title="payerpolicy", version=__version__,
+    # The docs pages are served below, behind the same token as the API, with bundled assets.
+    app = FastAPI(title="payerpolicy", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
                   description="Scrub professional claims against dated, cited payer policy.")
+    failures = FailedTokens(limits.failed_tokens, limits.failed_token_window_seconds)
 
-    def authorized(request: Request) -> None:
+    def authorized(request: Request) -> str:
+        address = request.client.host if request.client else "?"
+        if failures.blocked(address):
+            raise Problem(429, "Too Many Requests", "too many failed tokens from this address; wait a minute",
+                          headers={"Retry-After": str(int(limits.failed_token_window_seconds))})
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not any(hmac.compare_digest(token.encode(), t.encode()) for t in tokens):
+            failures.failed(address)
             raise Problem(401, "Unauthorized", "a valid bearer token is required")
+        return token
 
     @app.middleware("http")
     async def limit_and_log(request: Request, call_next):
@@ -172,8 +273,10 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
         if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
             response = problem_response(413, "Body Too Large", f"the body is over {limits.max_body_bytes} bytes")
         else:
+            # /v1/scrub keeps its own time limit: it must decide whether the run is stored.
+            timeout = None if request.url.path == "/v1/scrub" else limits.timeout_seconds
             try:
-                response = await asyncio.wait_for(call_next(request), timeout=limits.timeout_seconds)
+                response = await asyncio.wait_for(call_next(request), timeout=timeout)
             except asyncio.TimeoutError:
                 response = problem_response(504, "Timeout", f"the request took over {limits.timeout_seconds} s")
             except Exception as exc:
@@ -189,7 +292,7 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
 
     @app.exception_handler(Problem)
     async def on_problem(request: Request, exc: Problem):
-        return problem_response(exc.status, exc.title, exc.detail, exc.errors)
+        return problem_response(exc.status, exc.title, exc.detail, exc.errors, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError):
@@ -202,9 +305,15 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
         return problem_response(exc.status_code, "HTTP Error", str(exc.detail))
 
     async def body_text(request: Request) -> str:
-        raw = await request.body()
-        if len(raw) > limits.max_body_bytes:
-            raise Problem(413, "Body Too Large", f"the body is over {limits.max_body_bytes} bytes")
+        # Read a piece at a time, so a chunked body (no Content-Length) is refused at the limit,
+        # not after it has all been buffered.
+        parts, size = [], 0
+        async for part in request.stream():
+            size += len(part)
+            if size > limits.max_body_bytes:
+                raise Problem(413, "Body Too Large", f"the body is over {limits.max_body_bytes} bytes")
+            parts.append(part)
+        raw = b"".join(parts)
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -230,7 +339,7 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
     def healthz() -> dict[str, str]:
         return {"status": "ok", "policy_version": policy.digest}
 
-    @app.post("/v1/scrub", responses={200: {"model": ScrubOut}}, dependencies=[Depends(authorized)],
+    @app.post("/v1/scrub", responses={200: {"model": ScrubOut}},
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": {"oneOf": [
                       {"$ref": "#/components/schemas/Claim"},
@@ -238,8 +347,13 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
                       {"type": "object", "properties": {"claims": {"type": "array", "items": {
                           "$ref": "#/components/schemas/Claim"}}}}]}},
                   "text/x12": {"schema": {"type": "string"}}}}})
-    async def scrub_endpoint(request: Request, known_on: dt.date | None = Query(None),
-                             payer: str | None = Query(None), store_run: bool = Query(True, alias="store")):
+    async def scrub_endpoint(request: Request, token: str = Depends(authorized),
+                             known_on: dt.date | None = Query(None),
+                             payer: str | None = Query(None), store_run: bool = Query(True, alias="store"),
+                             idempotency_key: str | None = Header(
+                                 None, max_length=IDEMPOTENCY_KEY_MAX,
+                                 description="Send the same key when retrying: a stored run is answered again, "
+                                             "never stored twice.")):
         text = await body_text(request)
         items = claims_from(text, request.headers.get("content-type", ""))
         if payer is not None:
@@ -247,11 +361,46 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
                 raise Problem(422, "Invalid Request", "unknown payer", [{"field": "payer", "reason": "unknown payer"}])
             items = [i.model_copy(update={"payer": payer}) if isinstance(i, Claim) else i for i in items]
         day = known_on or clock.today()
-        outcome = await run_in_threadpool(scrub_items, items, policy, day, store if store_run else None,
-                                          {"via": "http", "payer": payer}, None, resolver)
+        keep = store if store_run else None
+        key = request_digest = None
+        if idempotency_key is not None and keep is not None:
+            # Keys are per token: two clients choosing the same key never see each other's answers.
+            key = hashlib.sha256(f"{token}\0{idempotency_key}".encode()).hexdigest()
+            request_digest = hashlib.sha256(f"{day}\0{payer}\0{text}".encode()).hexdigest()
+            earlier = await run_in_threadpool(keep.claim_request, key, request_digest, 4 * limits.timeout_seconds)
+            if earlier is not None:
+                return replayed(earlier, request_digest)
+        gate = CommitGate(functools.partial(keep.answer_request, key, request_digest) if key else None)
+        work = asyncio.ensure_future(run_in_threadpool(
+            scrub_items, items, policy, day, keep, {"via": "http", "payer": payer}, gate.check, resolver, gate))
+        try:
+            outcome = await asyncio.wait_for(asyncio.shield(work), timeout=limits.timeout_seconds)
+        except asyncio.TimeoutError:
+            if gate.expire():
+                work.add_done_callback(lambda done: done.cancelled() or done.exception())  # reaped, never raised
+                if key:
+                    await run_in_threadpool(keep.release_request, key)
+                raise Problem(504, "Timeout", f"the request took over {limits.timeout_seconds} s; "
+                                              "nothing was stored") from None
+            outcome = await work  # its commit had begun: it is stored, so it is answered
+        except BaseException:
+            if key:
+                await run_in_threadpool(keep.release_request, key)
+            raise
+        if gate.answer is not None:
+            return Response(gate.answer, media_type="application/json")
         body = outcome.result.as_dict()
         body["run_id"] = outcome.run_id
         return Response(orjson.dumps(body), media_type="application/json")
+
+    def replayed(earlier, request_digest: str) -> Response:
+        if earlier.request_digest != request_digest:
+            raise Problem(422, "Idempotency Key Reused", "this Idempotency-Key was sent before with another request",
+                          [{"field": "Idempotency-Key", "reason": "already used for a different request"}])
+        if earlier.response is None:
+            raise Problem(409, "Request In Progress", "a request with this Idempotency-Key is still being judged",
+                          headers={"Retry-After": "1"})
+        return Response(earlier.response, media_type="application/json", headers={"Idempotent-Replayed": "true"})
 
     @app.post("/v1/suggest", dependencies=[Depends(authorized)])
     async def suggest_endpoint(encounter: dict[str, Any], known_on: dt.date | None = Query(None)):
@@ -333,4 +482,26 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    add_docs(app, [] if limits.public_docs else [Depends(authorized)])
     return app
+
+
+def add_docs(app: FastAPI, dependencies: list[Any]) -> None:
+    """/docs and /openapi.json, behind the API's token unless ``--public-docs``; Swagger UI's
+    files come from the installed swagger-ui-bundle package, never from a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=dependencies)
+    def openapi_document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=dependencies)
+    def docs() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="payerpolicy API",
+                                   swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs/assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs/assets/favicon-32x32.png")
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")

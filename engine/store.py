@@ -3,6 +3,13 @@ findings, and claims kept as patient history.
 
 SQLite in the user data directory by default; ``--db`` or ``PAYERPOLICY_DB`` for any
 SQLAlchemy URL. Every write is one transaction: all of it lands or none of it does.
+
+Many writers share one store: on SQLite each write transaction takes the write lock at
+its start (``BEGIN IMMEDIATE``), waits up to ``BUSY_SECONDS`` for it, and is retried a
+few times before the caller sees a ``StoreBusy``; on PostgreSQL serialization failures
+are retried the same way. The schema is under Alembic migrations (``engine/migrations``):
+a store is upgraded in place when opened, and one written by a newer payerpolicy is
+refused. The engine hides statement parameters, so no error text carries claim data.
 """
 
 from __future__ import annotations
@@ -11,13 +18,15 @@ import datetime as dt
 import hashlib
 import json
 import os
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import platformdirs
-from sqlalchemy import Text, event, func, insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Text, event, func, insert, text
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Column, Field, Session, SQLModel, create_engine, select
 
 from . import clock
@@ -126,24 +135,132 @@ class StoredRemit(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text))
 
 
+class IdempotentRequest(SQLModel, table=True):
+    """An HTTP request sent with an Idempotency-Key: in progress while response is None."""
+
+    key: str = Field(primary_key=True)  # a digest of the client's token and its key, never the key itself
+    request_digest: str
+    started_at: dt.datetime
+    run_id: str | None = None
+    response: str | None = Field(default=None, sa_column=Column(Text))
+
+
+# The newest schema revision this code knows, and every one before it (see engine/migrations).
+SCHEMA_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
+
+BUSY_SECONDS = 30
+WRITE_ATTEMPTS = 4
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """The store cannot be used; the message is for people and carries no claim data."""
+
+
+class StoreBusy(StoreError):
+    """Other writers held the store for longer than this one would wait: nothing was written."""
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     # WAL lets readers go on while one writer commits, and NORMAL syncs at checkpoints rather
     # than at every commit: a committed run survives a crash of the process, as before.
+    # Transactions are begun by _sqlite_begin, not by the driver (isolation_level None).
+    connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_SECONDS * 1000}")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # A writer that began by reading could not take the lock later without failing at once
+    # (SQLITE_BUSY, no wait) when another writer got there first: take it at the start.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+def _is_busy(exc: DBAPIError) -> bool:
+    if isinstance(exc, OperationalError) and "locked" in str(exc.orig).lower():
+        return True
+    return getattr(exc.orig, "sqlstate", None) in ("40001", "40P01")  # PostgreSQL: serialization, deadlock
+
+
+def _sqlite_file(url: str) -> Path | None:
+    if not url.startswith("sqlite:///") or url in ("sqlite://", "sqlite:///:memory:"):
+        return None
+    return Path(url[len("sqlite:///"):].split("?", 1)[0])
+
+
+def _create_private(path: Path) -> None:
+    """A new store file readable and writable by its owner only: it holds patient data."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:  # another process created it first
+        pass
 
 
 def default_url() -> str:
     folder = Path(platformdirs.user_data_dir("payerpolicy", appauthor=False))
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return f"sqlite:///{folder / 'payerpolicy.sqlite'}"
 
 
 def resolve_url(url: str | None) -> str:
     return url or os.environ.get(ENV_DB) or default_url()
+
+
+def _safe_reason(exc: DBAPIError) -> str:
+    """The driver's own message (never the statement or its parameters), first line only."""
+    return str(exc.orig).splitlines()[0][:200] if exc.orig is not None else type(exc).__name__
+
+
+def _revision(connection: Any) -> str | None:
+    """The schema revision a store is at: None for an empty store; '0001' or '0002' for one
+    made before the schema was under migrations (by whether runs are written in chunks)."""
+    from sqlalchemy import inspect
+
+    tables = set(inspect(connection).get_table_names())
+    if "alembic_version" in tables:
+        row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
+        if row is not None:
+            return row[0]
+    if "run" not in tables:
+        return None
+    columns = {c["name"] for c in inspect(connection).get_columns("run")}
+    return "0002" if "complete" in columns else "0001"
+
+
+def _refuse_newer(revision: str | None) -> None:
+    if revision is not None and revision not in SCHEMA_REVISIONS:
+        raise StoreError(f"the store's schema (revision {revision}) is newer than this payerpolicy knows "
+                         f"(up to {SCHEMA_HEAD}): upgrade payerpolicy to use it")
+
+
+def _migrate(connection: Any, current: str | None) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    config.attributes["connection"] = connection
+    if current is not None and "alembic_version" not in _tables(connection):
+        command.stamp(config, current)  # a store made before migrations: record where it stands
+    command.upgrade(config, "head")
+
+
+def _tables(connection: Any) -> set[str]:
+    from sqlalchemy import inspect
+
+    return set(inspect(connection).get_table_names())
 
 
 # A run keeps its input as text below this many claims; above it, the digest and the paths.
@@ -153,23 +270,74 @@ KEEP_INPUT_CLAIMS = 5000
 class Store:
     def __init__(self, url: str | None = None):
         self.url = resolve_url(url)
-        self.engine = create_engine(self.url)
+        path = _sqlite_file(self.url)
+        if path is not None:
+            _create_private(path)
+        # Parameters are hidden from every error message: they are claim data.
+        self.engine = create_engine(self.url, hide_parameters=True)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        SQLModel.metadata.create_all(self.engine)
-        self._add_missing_columns()
+            # Readers and writers in separate pools: readers begin plainly and never block a
+            # writer; writers begin by taking the write lock.
+            self.writer = create_engine(self.url, hide_parameters=True)
+            for engine, begin in ((self.engine, _sqlite_begin), (self.writer, _sqlite_begin_immediate)):
+                event.listen(engine, "connect", _sqlite_pragmas)
+                event.listen(engine, "begin", begin)
+        else:
+            self.writer = self.engine
+        try:
+            self._upgrade_schema()
+        except OperationalError as exc:
+            raise StoreError(f"cannot open the store ({type(exc.orig).__name__}): "
+                             f"{_safe_reason(exc)}") from None
         self._imported: set[str] = set()
 
-    def _add_missing_columns(self) -> None:
-        """Stores made before runs were written in chunks lack two columns; their runs are complete."""
-        from sqlalchemy import inspect, text
+    # ---- schema --------------------------------------------------------------------
 
-        have = {c["name"] for c in inspect(self.engine).get_columns("run")}
-        with self.engine.begin() as connection:
-            if "sources" not in have:
-                connection.execute(text("ALTER TABLE run ADD COLUMN sources TEXT NOT NULL DEFAULT ''"))
-            if "complete" not in have:
-                connection.execute(text("ALTER TABLE run ADD COLUMN complete BOOLEAN NOT NULL DEFAULT 1"))
+    def schema_revision(self) -> str | None:
+        with self.engine.connect() as connection:
+            return _revision(connection)
+
+    def _upgrade_schema(self) -> None:
+        with self.engine.connect() as connection:
+            current = _revision(connection)
+        if current == SCHEMA_HEAD:
+            return
+        _refuse_newer(current)
+        with self._migration_transaction() as connection:
+            current = _revision(connection)  # another process may have upgraded it meanwhile
+            if current == SCHEMA_HEAD:
+                return
+            _refuse_newer(current)
+            _migrate(connection, current)
+
+    @contextmanager
+    def _migration_transaction(self) -> Iterator[Any]:
+        """One transaction that no other process can migrate beside: DDL is transactional on
+        both SQLite and PostgreSQL, so a failed upgrade leaves the store as it was."""
+        with self.writer.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(7271845)"))
+            yield connection
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        """Run ``work`` in one write transaction and commit it, retrying when other writers hold the store."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with Session(self.writer) as session:
+                    value = work(session)
+                    session.commit()
+                    return value
+            except IntegrityError:
+                raise
+            except DBAPIError as exc:
+                if not _is_busy(exc):
+                    raise StoreError(f"the store refused a write ({type(exc.orig).__name__}): "
+                                     f"{_safe_reason(exc)}") from None
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise StoreBusy(f"the store stayed locked by other writers for over "
+                                    f"{BUSY_SECONDS * WRITE_ATTEMPTS} s; nothing was written - try again") from None
+                time.sleep(0.05 * 2 ** attempt)
+        raise AssertionError("unreachable")
 
     # ---- policy versions ---------------------------------------------------------
 
@@ -177,9 +345,9 @@ class Store:
         """Store a policy version once; False when that digest is already stored."""
         if policy.digest in self._imported:
             return False
-        with Session(self.engine) as session:
+
+        def write(session: Session) -> bool:
             if session.get(PolicyVersion, policy.digest) is not None:
-                self._imported.add(policy.digest)
                 return False
             rules = [r for layer in policy.layers.values() for r in layer.rules]
             session.add(PolicyVersion(digest=policy.digest, imported_at=clock.now(), source=policy.root,
@@ -200,14 +368,14 @@ class Store:
                                 published=rev.published, effective_from=value.effective.from_,
                                 effective_to=value.effective.to, attrs=json.dumps(value.attrs, sort_keys=True),
                                 source=value.source, confidence=value.confidence))
-            try:
-                session.commit()
-            except IntegrityError:  # another process imported the same version first: it is stored
-                session.rollback()
-                self._imported.add(policy.digest)
-                return False
-            self._imported.add(policy.digest)
             return True
+
+        try:
+            imported = self._write(write)
+        except IntegrityError:  # another process imported the same version first (PostgreSQL): it is stored
+            imported = False
+        self._imported.add(policy.digest)
+        return imported
 
     def policy_versions(self) -> list[PolicyVersion]:
         with Session(self.engine) as session:
@@ -270,8 +438,13 @@ class Store:
     # ---- runs --------------------------------------------------------------------
 
     def record_run(self, result, items: list[Claim | InvalidClaim], raw_input: list[Any],
-                   options: dict[str, Any], history_upto: int) -> str:
-        """Store a run's receipt, its findings and its claims, in one transaction."""
+                   options: dict[str, Any], history_upto: int,
+                   attach: Callable[[Session, str], None] | None = None) -> str:
+        """Store a run's receipt, its findings and its claims, in one transaction.
+
+        ``attach`` adds rows of the caller's to the same transaction (the service's
+        idempotency record), so both land or neither does.
+        """
         run_id = uuid.uuid4().hex
         text = json.dumps(raw_input, sort_keys=True, default=str)
         summary = result.summary
@@ -282,7 +455,8 @@ class Store:
                    "payer": item.payer, "service_date": item.service_date, "status": c.status,
                    "body": item.model_dump_json()}
                   for item, c in zip(items, result.claims) if isinstance(item, Claim)]
-        with Session(self.engine) as session:
+
+        def write(session: Session) -> None:
             session.add(Run(id=run_id, started_at=clock.now(), policy_digest=result.policy_version,
                             known_on=result.known_on, input_digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
                             options=json.dumps(options, sort_keys=True), history_upto=history_upto,
@@ -294,7 +468,10 @@ class Store:
                 session.execute(insert(FindingRow), findings)
             if claims:
                 session.execute(insert(ClaimRecord), claims)
-            session.commit()
+            if attach is not None:
+                attach(session, run_id)
+
+        self._write(write)
         return run_id
 
     # ---- denial history ------------------------------------------------------------
@@ -305,29 +482,40 @@ class Store:
         Written a few thousand rows per transaction, so a year is never held at once.
         Returns (new claims, new remits).
         """
-        new_claims = new_remits = 0
-        for batch in _batches(claims, 2000):
-            with Session(self.engine) as session:
+        counts = [0, 0]
+
+        def claims_batch(batch: list[Claim]) -> Callable[[Session], int]:
+            def write(session: Session) -> int:
+                new = 0
                 for claim in batch:
                     row = session.get(StoredClaim, claim.id)
                     body = claim.model_dump_json()
                     if row is None:
-                        new_claims += 1
+                        new += 1
                         session.add(StoredClaim(claim_id=claim.id, payer=claim.payer,
                                                 service_date=claim.service_date, body=body))
                     else:
                         row.body, row.payer, row.service_date = body, claim.payer, claim.service_date
-                session.commit()
-        for batch in _batches(remits.all(), 2000):
-            with Session(self.engine) as session:
+                return new
+            return write
+
+        def remits_batch(batch: list[tuple[Any, Any]]) -> Callable[[Session], int]:
+            def write(session: Session) -> int:
+                new = 0
                 for rc, day in batch:
                     key = f"{rc.claim_id}|{day}|{rc.payer_claim_number or ''}|{rc.status}"
                     if session.get(StoredRemit, key) is None:
-                        new_remits += 1
+                        new += 1
                         session.add(StoredRemit(key=key, claim_id=rc.claim_id, production_date=day,
                                                 body=rc.model_dump_json()))
-                session.commit()
-        return new_claims, new_remits
+                return new
+            return write
+
+        for batch in _batches(claims, 2000):
+            counts[0] += self._write(claims_batch(batch))
+        for batch in _batches(remits.all(), 2000):
+            counts[1] += self._write(remits_batch(batch))
+        return counts[0], counts[1]
 
     def denial_remits(self) -> Any:
         """Every kept remit, in an index on disk (see ``denials.RemitIndex``)."""
@@ -371,12 +559,10 @@ class Store:
                   sources: list[str]) -> str:
         """An incomplete run: invisible to runs, history and replay until finish_run."""
         run_id = uuid.uuid4().hex
-        with Session(self.engine) as session:
-            session.add(Run(id=run_id, started_at=clock.now(), policy_digest=policy_digest, known_on=known_on,
-                            input_digest="", options=json.dumps(options, sort_keys=True), history_upto=history_upto,
-                            claims=0, clean=0, review=0, reject=0, invalid=0, input="",
-                            sources=json.dumps(sources), complete=False))
-            session.commit()
+        self._write(lambda session: session.add(Run(
+            id=run_id, started_at=clock.now(), policy_digest=policy_digest, known_on=known_on, input_digest="",
+            options=json.dumps(options, sort_keys=True), history_upto=history_upto, claims=0, clean=0, review=0,
+            reject=0, invalid=0, input="", sources=json.dumps(sources), complete=False)))
         return run_id
 
     def add_records(self, run_id: str, records: list[dict]) -> None:
@@ -387,15 +573,17 @@ class Store:
         claims = [{"run_id": run_id, "claim_id": r["result"]["id"], "patient_id": r["patient"], "payer": r["payer"],
                    "service_date": dt.date.fromisoformat(r["service_date"]), "status": r["result"]["status"],
                    "body": r["body"]} for r in records if "body" in r]
-        with Session(self.engine) as session:
+
+        def write(session: Session) -> None:
             if findings:
                 session.execute(insert(FindingRow), findings)
             if claims:
                 session.execute(insert(ClaimRecord), claims)
-            session.commit()
+
+        self._write(write)
 
     def finish_run(self, run_id: str, summary: dict[str, int], input_digest: str, input_text: str | None) -> None:
-        with Session(self.engine) as session:
+        def write(session: Session) -> None:
             run = session.get(Run, run_id)
             run.input_digest = input_digest
             run.input = input_text or ""
@@ -403,17 +591,61 @@ class Store:
                 setattr(run, key, summary[key])
             run.complete = True
             session.add(run)
-            session.commit()
+
+        self._write(write)
 
     def abandon_run(self, run_id: str) -> None:
         """Remove what a failed run wrote (a killed one is simply never completed)."""
         from sqlalchemy import delete
 
-        with Session(self.engine) as session:
+        def write(session: Session) -> None:
             session.exec(delete(FindingRow).where(FindingRow.run_id == run_id))
             session.exec(delete(ClaimRecord).where(ClaimRecord.run_id == run_id))
             session.exec(delete(Run).where(Run.id == run_id))
-            session.commit()
+
+        self._write(write)
+
+    # ---- idempotent requests ---------------------------------------------------------
+
+    def claim_request(self, key: str, request_digest: str, stale_after: float) -> IdempotentRequest | None:
+        """Take an idempotency key for a new request; the existing record when the key is taken.
+
+        A record left in progress for over ``stale_after`` seconds (its server died) is taken over.
+        """
+        def write(session: Session) -> IdempotentRequest | None:
+            row = session.get(IdempotentRequest, key)
+            now = clock.now()
+            if row is not None and (row.response is not None or row.request_digest != request_digest
+                                    or (now - row.started_at).total_seconds() < stale_after):
+                session.expunge(row)
+                return row
+            if row is not None:
+                session.delete(row)
+                session.flush()
+            session.add(IdempotentRequest(key=key, request_digest=request_digest, started_at=now))
+            return None
+
+        try:
+            return self._write(write)
+        except IntegrityError:  # taken by a concurrent request this instant (PostgreSQL)
+            return IdempotentRequest(key=key, request_digest=request_digest, started_at=clock.now())
+
+    @staticmethod
+    def answer_request(key: str, request_digest: str, respond: Callable[[str], str]) -> Callable[[Session, str], None]:
+        """An ``attach`` for record_run: the answer (made from the run id) is stored with the run."""
+        def attach(session: Session, run_id: str) -> None:
+            row = session.get(IdempotentRequest, key) or IdempotentRequest(
+                key=key, request_digest=request_digest, started_at=clock.now())
+            row.run_id, row.response = run_id, respond(run_id)
+            session.add(row)
+        return attach
+
+    def release_request(self, key: str) -> None:
+        """Forget a key whose request stored nothing (it failed or timed out): a retry runs afresh."""
+        from sqlalchemy import delete
+
+        self._write(lambda session: session.exec(delete(IdempotentRequest).where(
+            IdempotentRequest.key == key, IdempotentRequest.response == None)))  # noqa: E711
 
 
 def _batches(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
