@@ -867,7 +867,17 @@ def runs_replay(run_id: str, db: Optional[str] = DbOpt) -> None:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:
+        # The store's errors are written for people and carry no claim data; any other error
+        # from the database layer is named by its type only (its text could quote a statement).
+        from_store = type(exc).__module__.startswith(("engine.store", "sqlalchemy"))
+        if not from_store:
+            raise
+        reason = str(exc) if type(exc).__module__ == "engine.store" else type(exc).__name__
+        err.print(f"store: {reason}", style="red", markup=False, highlight=False)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

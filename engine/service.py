@@ -39,7 +39,7 @@ from .pipeline import scrub_items, validate_items, x12_items
 from .policy.fields import describe
 from .policy.model import Fix, PolicySet
 from .policy.snapshot import Resolver, resolve
-from .store import Store
+from .store import Store, StoreBusy
 
 log = logging.getLogger("payerpolicy.service")
 
@@ -210,7 +210,7 @@ def load_tokens(tokens_file: Path | None) -> set[str]:
 def app_from_config(config: dict[str, Any]) -> FastAPI:
     """The app for each of ``serve --workers N``'s processes, from the settings the parent resolved."""
     from .policy.loader import load_policies
-    from .store import Store
+    from .store import Store, StoreBusy
 
     policy = load_policies(config["policies"])
     store = None if config["no_store"] else Store(config["db"])
@@ -269,6 +269,7 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
     @app.middleware("http")
     async def limit_and_log(request: Request, call_next):
         started = time.perf_counter()
+        request_id = os.urandom(6).hex()  # names the request in the log and to the client, nothing else
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limits.max_body_bytes:
             response = problem_response(413, "Body Too Large", f"the body is over {limits.max_body_bytes} bytes")
@@ -279,15 +280,21 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
                 response = await asyncio.wait_for(call_next(request), timeout=timeout)
             except asyncio.TimeoutError:
                 response = problem_response(504, "Timeout", f"the request took over {limits.timeout_seconds} s")
+            except StoreBusy:
+                log.warning("request %s: the store stayed busy; nothing was stored", request_id)
+                response = problem_response(503, "Store Busy", "other writers held the store too long; nothing was "
+                                            "stored - retry (with the same Idempotency-Key)", headers={"Retry-After": "5"})
             except Exception as exc:
                 # Handled here, not left to the server: its traceback would print the failing statement's
                 # parameters (claim data) to the log. The log gets the exception's type only.
-                log.error("internal error %s on %s", type(exc).__name__,
+                log.error("request %s: internal error %s on %s", request_id, type(exc).__name__,
                           getattr(request.scope.get("route"), "path", "?"))
-                response = problem_response(500, "Internal Error", "the request failed inside payerpolicy")
+                response = problem_response(500, "Internal Error", f"the request failed inside payerpolicy "
+                                                                   f"(request {request_id})")
+        response.headers["X-Request-Id"] = request_id
         route = request.scope.get("route")
-        log.info("%s %s %s %.1fms", request.method, getattr(route, "path", "(unmatched)"), response.status_code,
-                 (time.perf_counter() - started) * 1000)
+        log.info("request %s: %s %s %s %.1fms", request_id, request.method, getattr(route, "path", "(unmatched)"),
+                 response.status_code, (time.perf_counter() - started) * 1000)
         return response
 
     @app.exception_handler(Problem)

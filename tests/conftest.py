@@ -24,9 +24,33 @@ def frozen_today():
         yield dt.date.fromisoformat(TODAY)
 
 
+STORES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=STORES)
+def db_url(request, tmp_path):
+    """Every store test runs on SQLite, and on PostgreSQL where its server programs are installed."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server from the system's packages, on a Unix socket in a temporary folder."""
+    from .pgserver import PostgresServer
+
+    server = PostgresServer.start()
+    if server is None:
+        pytest.skip("PostgreSQL's server programs (initdb, pg_ctl) are not installed")
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def db_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'store.sqlite'}"
+def postgres_url(postgres_server):
+    """A new, empty database on the test server."""
+    return postgres_server.new_database()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ def upgrade() -> None:
     op.create_table(
         "policyversion",
         sa.Column("digest", sa.String(), primary_key=True),
-        sa.Column("imported_at", sa.DateTime(), nullable=False),
+        sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("source", sa.String(), nullable=False),
         sa.Column("rule_count", sa.Integer(), nullable=False),
         sa.Column("content", sa.Text(), nullable=True))
@@ -69,7 +69,7 @@ def upgrade() -> None:
     op.create_table(
         "run",
         sa.Column("id", sa.String(), primary_key=True),
-        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("policy_digest", sa.String(), sa.ForeignKey("policyversion.digest"), nullable=False),
         sa.Column("known_on", sa.Date(), nullable=False),
         sa.Column("input_digest", sa.String(), nullable=False),

@@ -18,7 +18,7 @@ def upgrade() -> None:
         "idempotentrequest",
         sa.Column("key", sa.String(), primary_key=True),
         sa.Column("request_digest", sa.String(), nullable=False),
-        sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("run_id", sa.String(), nullable=True),
         sa.Column("response", sa.Text(), nullable=True))
 
