@@ -28,8 +28,21 @@ $(CHROMIUM):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "Chromium not installed: the browser test of the HTML report will be skipped"; fi
 
-test: $(STAMP) $(CHROMIUM)
+# The store tests run on SQLite and on a PostgreSQL server they start from Debian's packages.
+POSTGRES := /usr/lib/postgresql
+$(POSTGRES):
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "PostgreSQL not installed: the store tests will run on SQLite only"; fi
+
+test: $(STAMP) $(CHROMIUM) $(POSTGRES)
 	$(BIN)/python -m pytest
+
+# Heavy fault runs: 400 keys sent twice at once to `serve --workers 2`, 10,000 hostile inputs,
+# 8 command-line writers on one store. Prints the figures the README's reliability section quotes.
+soak: $(STAMP) $(POSTGRES)
+	PAYERPOLICY_SOAK=1 $(BIN)/python -m pytest -n 2 -rP tests/test_soak.py \
+		tests/test_store_schema.py::test_eight_command_line_writers_on_one_new_store_lose_no_run
 
 # Heavy: about an hour on 2 cores (a million claims scrubbed twice, a million judged twice for denials).
 bench: $(STAMP)

@@ -25,7 +25,9 @@ Location = Literal["home", "office", "clinic", "hospital", "snf", "other"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # No text field of a claim is long (an NPI, a taxonomy, a specialty, a patient id): a cap
+    # keeps a 10 MB string from being judged and stored.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=100)
 
 
 class Patient(_Model):
@@ -68,13 +70,15 @@ Code = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pa
 Modifier = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True)]
 PayerKey = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1)]
 StateCode = Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$")]
+# ICD-10-CM codes are 3 to 7 characters once the dot is gone.
+Diagnosis = Annotated[str, StringConstraints(min_length=1, max_length=7)]
 
 
 class Line(_Model):
     code: Code
     modifiers: list[Modifier] = Field(default_factory=list, max_length=4)
     units: int = Field(default=1, ge=1, le=999)
-    charge: float | None = Field(default=None, ge=0)
+    charge: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     service_date: dt.date | None = None
     place_of_service: str | None = Field(default=None, pattern=r"^\d{2}$")
     diagnosis_pointers: list[int] = Field(default_factory=list, max_length=4)
@@ -98,7 +102,7 @@ class Line(_Model):
 class Adjudication(_Model):
     status: Literal["paid", "denied"]
     date: dt.date | None = None
-    carc: list[str] = Field(default_factory=list)
+    carc: list[str] = Field(default_factory=list, max_length=20)
 
 
 class Claim(_Model):
@@ -111,8 +115,8 @@ class Claim(_Model):
     rendering_provider: Provider | None = None
     billing_provider: Provider | None = None
     incident_to: IncidentTo | None = None
-    diagnoses: list[str] = Field(default_factory=list, max_length=12)
-    prior_authorization: str | None = None
+    diagnoses: list[Diagnosis] = Field(default_factory=list, max_length=12)
+    prior_authorization: str | None = Field(default=None, max_length=50)  # X12 REF02 holds 50
     encounter: Encounter | None = None
     lines: list[Line] = Field(min_length=1, max_length=50)
     adjudication: Adjudication | None = None
@@ -182,9 +186,14 @@ def _reason(error: dict[str, Any]) -> str:
     return message[len("Value error, "):] if message.startswith("Value error, ") else message
 
 
+JSON_KINDS = {type(None): "null", bool: "true or false", int: "a number", float: "a number", str: "a string",
+              list: "a list"}
+
+
 def validate_claim(raw: Any, position: int) -> Claim | InvalidClaim:
     if not isinstance(raw, dict):
-        return InvalidClaim(None, position, [InputError("claim", "a claim must be a JSON object")])
+        kind = JSON_KINDS.get(type(raw), "not JSON")
+        return InvalidClaim(None, position, [InputError(f"claims[{position - 1}]", f"not an object ({kind})")])
     claim_id = raw.get("id") if isinstance(raw.get("id"), str) else None
     try:
         return Claim.model_validate(raw)
@@ -214,6 +223,7 @@ class _BadItem:
 
 def raw_items(text: str) -> list[Any]:
     """The items of one JSON document in any accepted shape; unreadable ones as InvalidClaim."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark, as some Windows editors write
     try:
         document = json.loads(text)
     except RecursionError:  # nested deeper than Python's parser goes: one unreadable item, not a crash

@@ -570,14 +570,15 @@ def _run_workers(workers: int, host: str, port: int, config: str) -> None:
 
 @policy_app.command("validate")
 def policy_validate(policies: Optional[Path] = PoliciesOpt) -> None:
-    """Load and check the policy tree; print every problem as file:line: message (exit 1 on any)."""
+    """Load and check the policy tree; print every problem as file:line: message (exit 2 on any, as for
+    every command given a broken tree)."""
     try:
         policy = load_policies(policies)
     except PolicyLoadError as exc:
         for e in exc.errors:
             out.print(str(e), highlight=False, markup=False)
         out.print(f"{len(exc.errors)} problem(s)")
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     rules = sum(len(layer.rules) for layer in policy.layers.values())
     out.print(f"ok: {len(policy.layers)} layers, {rules} rule revisions, {len(policy.cases)} cases, "
               f"{len(policy.payers)} payers ({policy.digest})", highlight=False)

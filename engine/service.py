@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__, clock
 from .claims import Claim, InvalidClaim, raw_items
 from .pipeline import scrub_items, validate_items, x12_items
+from .sources import looks_like_x12
 from .policy.fields import describe
 from .policy.model import Fix, PolicySet
 from .policy.snapshot import Resolver, resolve
@@ -327,11 +328,11 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
             raise Problem(400, "Bad Encoding", "the body is not UTF-8") from None
 
     def claims_from(text: str, content_type: str) -> list[Claim | InvalidClaim]:
-        if "x12" in content_type or text.lstrip().startswith("ISA"):
+        if looks_like_x12(text, "x12" in content_type):
             raws = x12_items("body", text, policy)
         else:
             try:
-                json.loads(text)
+                json.loads(text.removeprefix("\ufeff"))
             except RecursionError:
                 raise Problem(400, "Bad JSON", "the body is nested too deeply to read") from None
             except json.JSONDecodeError:

@@ -157,7 +157,7 @@ class Input:
         except UnicodeDecodeError:
             yield InvalidClaim(None, 0, [InputError("file", f"{path.name} is not UTF-8 text")])
             return
-        if path.suffix.lower() in X12_SUFFIXES or text.lstrip("\ufeff \r\n").startswith("ISA"):
+        if looks_like_x12(text, path.suffix.lower() in X12_SUFFIXES):
             yield from x12_items(path.name, text, self.policy)
         else:
             yield from raw_items(text)
@@ -219,6 +219,17 @@ class Input:
                 return
             yield from TuvaGrouper(path.name).claims({k: (v if v != "" else None) for k, v in row.items()}
                                                      for row in reader)
+
+
+def looks_like_x12(text: str, x12_name: bool) -> bool:
+    """By content first: an interchange starts with ISA, JSON with { or [; the file's name decides
+    only for text that is neither (so its X12 errors say what is missing)."""
+    start = text.lstrip("\ufeff \t\r\n")[:3]
+    if start.startswith("ISA"):
+        return True
+    if start[:1] in ("{", "["):
+        return False
+    return x12_name
 
 
 def _whole_json(line: bytes) -> bool:

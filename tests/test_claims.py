@@ -41,7 +41,7 @@ def test_bad_claims_name_the_field_and_the_batch_goes_on():
 def test_missing_required_fields_and_non_objects():
     results = parse_claims_text(json.dumps([{"id": "C-4"}, 7]))
     assert {e.field for e in results[0].errors} == {"payer", "service_date", "lines"}
-    assert results[1].errors[0].field == "claim"
+    assert (results[1].errors[0].field, results[1].errors[0].reason) == ("claims[1]", "not an object (a number)")
 
 
 def test_a_broken_json_line_is_reported_not_skipped():
@@ -73,3 +73,27 @@ def test_json_nested_ten_thousand_deep_is_an_invalid_claim_and_the_batch_goes_on
                                  "lines": [{"code": "99213"}]}) + "\n" + "{\"a\":" * 5000 + "1" + "}" * 5000 + "\n")
     first, second = read_claim_files([lines])
     assert first.id == "OK-1" and second.errors and "not valid JSON" in second.errors[0].reason
+
+
+def test_hostile_values_are_invalid_with_their_field_named():
+    base = {"id": "H-1", "payer": "medicare", "service_date": "2024-03-04", "lines": [{"code": "99213"}]}
+    cases = {
+        "lines[1].charge": dict(base, lines=[{"code": "99213", "charge": float("inf")}]),
+        "diagnoses[0]": dict(base, diagnoses=["F" + "3" * 10_000_000]),
+        "prior_authorization": dict(base, prior_authorization="A" * 51),
+        "rendering_provider.specialty": dict(base, rendering_provider={"specialty": "x" * 101}),
+        "adjudication.carc": dict(base, adjudication={"status": "denied", "carc": ["45"] * 21}),
+    }
+    for field, raw in cases.items():
+        (result,) = parse_claims_text(json.dumps([raw]))
+        assert isinstance(result, InvalidClaim), field
+        assert [e.field for e in result.errors] == [field]
+        assert "3333" not in result.errors[0].reason and "AAAA" not in result.errors[0].reason
+
+
+def test_a_byte_order_mark_and_a_null_claim():
+    text = "\ufeff" + json.dumps([None, {"id": "B-1", "payer": "medicare", "service_date": "2024-03-04",
+                                        "lines": [{"code": "99213"}]}])
+    nothing, claim = parse_claims_text(text)
+    assert (nothing.errors[0].field, nothing.errors[0].reason) == ("claims[0]", "not an object (null)")
+    assert isinstance(claim, Claim) and claim.id == "B-1"

@@ -98,7 +98,7 @@ def test_policy_validate_ok_and_broken(policy_copy):
     (policy_copy / "medicare" / "rules.yaml").write_text(
         (policy_copy / "medicare" / "rules.yaml").read_text().replace("source: cy2021-pfs\n", "source: nowhere\n", 1))
     bad = invoke("policy", "validate", "--policies", policy_copy)
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2
     assert "medicare/rules.yaml:" in bad.stdout and "source 'nowhere' is not defined" in bad.stdout
 
 

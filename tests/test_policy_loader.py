@@ -205,3 +205,21 @@ def test_code_attributes_by_segment_equal_the_direct_resolution_on_every_boundar
                     checked += 1
             assert snap.code_attrs("ZZZZZ", dt.date(2024, 1, 1)) is None
     assert checked > 5000
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"layer: medicare\nrules: []\nnote: caf\xe9\n", "medicare/rules.yaml:3: not UTF-8 text"),
+    (b"layer: medicare\nrules: " + b"[" * 5000 + b"]" * 5000 + b"\n", "medicare/rules.yaml:2: YAML syntax"),
+    (b"layer: medicare\ncases:\n" + b"".join(
+        f"  - &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else 'x'}]\n".encode() for i in range(10)),
+     "too many values once aliases are expanded"),
+])
+def test_a_hostile_policy_file_is_one_located_error_not_a_crash_or_a_hang(policy_copy, content, message):
+    import time
+
+    (policy_copy / "medicare" / "rules.yaml").write_bytes(content)
+    started = time.monotonic()
+    with pytest.raises(PolicyLoadError) as caught:
+        load_policies(policy_copy)
+    assert time.monotonic() - started < 10
+    assert any(message in str(e) for e in caught.value.errors), caught.value.errors

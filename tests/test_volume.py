@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from engine.claims import Claim, InvalidClaim
 from engine.batch import scrub_partition
 from engine.cli import app
 from engine.pipeline import read_claim_files, scrub_files
@@ -282,3 +283,22 @@ def test_parquet_folders_at_fsspec_urls_in_and_out(tmp_path):
     assert [r["status"] for r in table] == statuses
     missing = runner.invoke(app, ["scrub", "memory://warehouse/nothing/", "--no-store"])
     assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_files_are_read_by_their_content_not_their_name(policy, tmp_path):
+    """JSON saved as .txt is JSON; a BOM is accepted; one bad line of JSON Lines is one invalid claim."""
+    from engine.pipeline import read_claim_files
+
+    good = {"id": "N-1", "payer": "medicare", "service_date": "2024-03-04", "lines": [{"code": "99213"}]}
+    as_txt = tmp_path / "claims.txt"
+    as_txt.write_text(json.dumps([good]))
+    with_bom = tmp_path / "bom.json"
+    with_bom.write_bytes(b"\xef\xbb\xbf" + json.dumps([good]).encode())
+    lines = tmp_path / "mixed.jsonl"
+    lines.write_bytes(b"\xef\xbb\xbf" + json.dumps(good).encode() + b'\n{"id": "\xff\xfe"}\n'
+                      + json.dumps(dict(good, id="N-2")).encode() + b"\n")
+    (a,), (b,) = read_claim_files([as_txt], policy), read_claim_files([with_bom], policy)
+    assert isinstance(a, Claim) and isinstance(b, Claim)
+    first, bad, third = read_claim_files([lines], policy)
+    assert (first.id, third.id) == ("N-1", "N-2")
+    assert isinstance(bad, InvalidClaim) and "line 2" in bad.errors[0].reason
