@@ -29,6 +29,11 @@ def _put(facts: dict[str, Any], name: str, value: Any) -> None:
         facts[name] = value
 
 
+# POS 10, "telehealth provided in patient's home"; and where a fact was worked out from another.
+HOME_POS = "10"
+DERIVED_FROM = "derived_from"
+
+
 def claim_facts(claim: Claim, snapshot: Snapshot) -> dict[str, Any]:
     """The facts every line of the claim shares."""
     f: dict[str, Any] = {"claim.payer": claim.payer, "claim.prior_authorization": bool(claim.prior_authorization)}
@@ -95,6 +100,10 @@ def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], sn
         "claim.other_modifiers": {m for i, other in enumerate(claim.lines, 1) if i != number for m in other.modifiers},
     })
     _put(f, "line.place_of_service", claim.line_pos(line))
+    if "patient.location" not in f and f.get("line.place_of_service") == HOME_POS:
+        # An 837 carries the place of service but not where the patient was: POS 10 says home.
+        f["patient.location"] = "home"
+        f[DERIVED_FROM] = {"patient.location": f"place of service {HOME_POS}"}
     birth = claim.patient.birth_date if claim.patient else None
     age = age_on(birth, day) if birth else None
     _put(f, "patient.age", age)
@@ -103,7 +112,7 @@ def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], sn
     f["code.known"] = attrs is not None
     attrs = attrs or {}
     f["code.status"] = attrs.get("status", "active") if attrs else "not-effective"
-    for name in ("kind", "family", "time_min", "time_max", "covered", "telehealth", "replaced_by", "mue"):
+    for name in ("kind", "family", "time_min", "time_max", "covered", "telehealth", "replaced_by", "mue", "patient_status"):
         _put(f, f"code.{name}", attrs.get(name))
     if "mdm" in attrs:
         f["code.mdm_rank"] = MDM_RANK[attrs["mdm"]]

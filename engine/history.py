@@ -56,9 +56,12 @@ class History:
                family: str | None) -> dict[str, int]:
         same_day = month = year = family_day = family_month = family_year = 0
         last: dt.date | None = None
+        last_any: dt.date | None = None
         for s in self._by_patient.get(patient, ()):
             if s.day > day:
                 break
+            if s.day < day:
+                last_any = s.day
             if s.day == day and s.seq >= seq:
                 continue
             if s.code == code:
@@ -80,4 +83,5 @@ class History:
         }
         # "Never" is a very long time, not a missing fact: the patient's history is known.
         result["history.days_since_same_code"] = (day - last).days if last is not None else NEVER
+        result["history.days_since_any_service"] = (day - last_any).days if last_any is not None else NEVER
         return result

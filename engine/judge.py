@@ -6,7 +6,7 @@ from typing import Any
 
 from .chaining import Hit, compiled_for
 from .claims import Claim
-from .facts import claim_facts, line_facts
+from .facts import DERIVED_FROM, claim_facts, line_facts
 from .findings import SEVERITY_ORDER, Finding, fill, fill_value, shown
 from .history import History
 from .policy.fields import FIELDS
@@ -21,8 +21,11 @@ def _trace(rule: ActiveRule, facts: dict[str, Any], derived: dict[str, str]) -> 
         if name.startswith("derived."):
             fact = name[8:]
             lines.append(f"derived {fact} (rule {derived[fact]})" if fact in derived else f"no {fact} derived")
+        elif name in facts:
+            source = facts.get(DERIVED_FROM, {}).get(name)
+            lines.append(f"{name} = {shown(facts[name])}" + (f" (from {source})" if source else ""))
         else:
-            lines.append(f"{name} = {shown(facts[name])}" if name in facts else f"{name} not given")
+            lines.append(f"{name} not given")
     lines.append(rule.reading)
     return lines
 

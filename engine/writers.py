@@ -37,6 +37,13 @@ class _Target:
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise OutputError(f"{path}: the folder {folder} does not exist")
+        if path.exists() and not path.is_file():
+            # A device, a pipe or /dev/stdout: written in place (renaming over it would replace it).
+            try:
+                self.handle = path.open("wb" if binary else "w", encoding=None if binary else "utf-8")
+            except OSError as exc:
+                raise OutputError(f"{path}: cannot write there ({exc.strerror})") from None
+            return
         try:
             fd, name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".partial")
         except OSError as exc:
@@ -53,6 +60,8 @@ class _Target:
     def commit(self) -> None:
         try:
             self.handle.flush()
+            if self.temp is None and self.path is not None:
+                self.handle.close()
             if self.temp is not None:
                 self.handle.close()
                 os.replace(self.temp, self.path)
@@ -69,6 +78,11 @@ class _Target:
                 pass
             self.temp.unlink(missing_ok=True)
             self.temp = None
+        elif self.path is not None:
+            try:
+                self.handle.close()
+            except OSError:  # a full device refuses the rest of its buffer: the run has failed anyway
+                pass
 
 
 class Writer:

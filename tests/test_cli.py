@@ -1,6 +1,9 @@
 """The command line as a billing team uses it: formats, exit codes, dates, policy tools."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from freezegun import freeze_time
 from typer.testing import CliRunner
@@ -139,3 +142,18 @@ def test_help_says_what_each_command_does():
                  ["policy", "test", "--help"], ["policy", "show", "--help"], ["runs", "--help"]):
         result = invoke(*args)
         assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_output_to_a_full_device_is_one_line_and_exit_2_and_the_device_stays(tmp_path):
+    import stat
+    import subprocess
+    import sys
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    done = subprocess.run([sys.executable, "-m", "engine.cli", "scrub", str(ROOT / "examples" / "claims.json"),
+                           "--no-store", "--format", "json", "-o", "/dev/full"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "/dev/full: write failed (No space left on device)"
+    assert stat.S_ISCHR(Path("/dev/full").stat().st_mode)  # written in place, never renamed over

@@ -48,3 +48,17 @@ def test_lint_finds_a_gap_in_a_code_life(policy_copy):
     gaps = code_gaps(load_policies(policy_copy))
     assert gaps == ["cpt/telephone-codes.yaml:4: code 99441 (cpt) has no value "
                     "from 2025-01-01 to 2025-02-28"]
+
+
+def test_a_location_worked_out_from_pos_10_says_so_in_the_trace(policy):
+    import datetime as dt
+
+    from engine.scrub import scrub
+
+    from .conftest import claims
+
+    batch = claims({"id": "POS10-1", "payer": "medicare", "service_date": "2025-10-15", "place_of_service": "10",
+                    "diagnoses": ["I10"], "encounter": {"modality": "video"}, "lines": [{"code": "99213"}]})
+    (result,) = scrub(batch, policy, dt.date(2025, 10, 20)).claims
+    (finding,) = [f for f in result.findings if f.rule == "medicare.telehealth-home-non-behavioral"]
+    assert "patient.location = home (from place of service 10)" in finding.trace

@@ -77,6 +77,7 @@ FIELDS: dict[str, FieldSpec] = {
         _f("code.status", "str", None, "active or deleted on the date of service"),
         _f("code.kind", "str", None, "code kind on the date of service"),
         _f("code.family", "str", None, "code family (for visit counts)"),
+        _f("code.patient_status", "str", None, "new or established: the patient the code is for, where it says"),
         _f("code.time_min", "int", None, "minimum minutes for the code on the date"),
         _f("code.time_max", "int", None, "maximum minutes (range years only)"),
         _f("code.mdm_rank", "int", None, "MDM level the code needs, 1..4"),
@@ -90,6 +91,8 @@ FIELDS: dict[str, FieldSpec] = {
         _f("code.age_ok", "bool", "patient.birth_date", "patient age is in the code's age band (true if none)", True),
         _f("code.biller_ok", "bool", "rendering_provider.type", "the provider type may bill the code (true if any may)", True),
         _f("code.primary_on_claim", "bool", None, "an add-on's primary code is on another line"),
+        _f("history.days_since_any_service", "int", "patient.id",
+           "days since the patient's latest service on an earlier date, any code (99999 if none on record)"),
         _f("history.same_code_same_day", "int", "patient.id", "same code, same patient, same date, before this line"),
         _f("history.days_since_same_code", "int", "patient.id", "days since the same code for the patient (99999 if never)"),
         _f("history.same_code_this_month", "int", "patient.id", "same code this calendar month before this line"),
@@ -105,7 +108,7 @@ CODE_ATTRIBUTES: dict[str, Kind] = {
     "kind": "str", "family": "str", "status": "str", "summary": "str", "time_min": "int",
     "time_max": "int", "mdm": "str", "age_min": "int", "age_max": "int", "billers": "set",
     "primaries": "set", "covered": "bool", "telehealth": "bool", "replaced_by": "str", "mue": "int",
-    "unit_minutes": "int", "prolonged_start": "int", "next_level": "str",
+    "unit_minutes": "int", "prolonged_start": "int", "next_level": "str", "patient_status": "str",
 }
 
 MDM_RANK = {"straightforward": 1, "low": 2, "moderate": 3, "high": 4}
