@@ -33,7 +33,7 @@ import orjson
 
 from .claims import Claim, InputError, InvalidClaim, validate_claim
 from .findings import claim_status
-from .history import History
+from .history import History, in_person
 from .judge import judge_claim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
@@ -144,7 +144,7 @@ def _claim_of(prep: _Prepared, raw: Any, position: int) -> Claim | InvalidClaim:
 
 # ---- the two chunk functions -----------------------------------------------------
 
-ServiceRow = tuple[str, int, int, int, str, "str | None"]  # patient, day ordinal, position, line, code, family
+ServiceRow = tuple[str, int, int, int, str, "str | None", bool]  # patient, day, position, line, code, family, in person
 
 
 def chunk_services(ctx: Context | str, chunk: list[tuple[int, Any]]) -> tuple[list[ServiceRow], list[str]]:
@@ -167,7 +167,8 @@ def _services(prep: _Prepared, position: int, claim: Claim) -> Iterator[ServiceR
         return
     for number, line in enumerate(claim.lines, 1):
         day = claim.line_date(line)
-        yield patient, day.toordinal(), position, number, line.code, prep.family(claim, day, line.code)
+        yield (patient, day.toordinal(), position, number, line.code, prep.family(claim, day, line.code),
+               in_person(claim, line))
 
 
 def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: list[tuple] | None) -> list[dict]:
@@ -376,11 +377,12 @@ class RunIndex:
         self.db = sqlite3.connect(path)
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("CREATE TABLE service (patient TEXT, day INT, pos INT, line INT, code TEXT, family TEXT)")
+        self.db.execute("CREATE TABLE service (patient TEXT, day INT, pos INT, line INT, code TEXT, family TEXT, "
+                        "in_person INT)")
         self.db.execute("CREATE TABLE claim_id (id TEXT)")
 
     def add(self, rows: list[ServiceRow], ids: list[str]) -> None:
-        self.db.executemany("INSERT INTO service VALUES (?, ?, ?, ?, ?, ?)", rows)
+        self.db.executemany("INSERT INTO service VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.executemany("INSERT INTO claim_id VALUES (?)", [(i,) for i in ids])
 
     def seal(self) -> None:
@@ -397,7 +399,7 @@ class RunIndex:
         rows: list[tuple] = []
         for group in _groups(patients, 500):
             marks = ",".join("?" * len(group))
-            rows.extend(self.db.execute(f"SELECT patient, day, pos, line, code, family FROM service "
+            rows.extend(self.db.execute(f"SELECT patient, day, pos, line, code, family, in_person FROM service "
                                         f"WHERE patient IN ({marks})", group))
         return rows
 

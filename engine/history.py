@@ -1,7 +1,7 @@
 """A patient's earlier services, for duplicate and frequency rules.
 
 History is keyed by the patient id the claim gives and holds only what the rules
-need: date, code and code family. Services on earlier dates always count; on the
+need: date, code, code family, and whether the service was furnished in person. Services on earlier dates always count; on the
 same date only those that came first (stored history, then batch order, then line
 order) do, so of two identical lines the second is the duplicate.
 """
@@ -25,6 +25,22 @@ class Service(NamedTuple):
     seq: tuple[int, int]
     code: str
     family: str | None
+    in_person: bool = True
+
+
+# What marks a line as furnished remotely, on any claim: the telehealth places of service
+# (POS 02, 10) and modifiers (95, GT, GQ, 93, FQ) the code sets define, or the encounter's own
+# modality. The policy's derive rules say the same; history needs it before any rule runs.
+REMOTE_POS = frozenset({"02", "10"})
+REMOTE_MODIFIERS = frozenset({"95", "GT", "GQ", "93", "FQ"})
+REMOTE_MODALITIES = frozenset({"video", "audio-only", "portal", "remote-monitoring"})
+
+
+def in_person(claim, line) -> bool:
+    """Whether a claim line was furnished face to face, as far as the claim shows."""
+    if claim.line_pos(line) in REMOTE_POS or REMOTE_MODIFIERS.intersection(line.modifiers):
+        return False
+    return not (claim.encounter and claim.encounter.modality in REMOTE_MODALITIES)
 
 
 @lru_cache(maxsize=8192)
@@ -38,13 +54,13 @@ class History:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple]) -> "History":
-        """A History from (patient, day ordinal, seq1, seq2, code, family) rows, in any order."""
+        """A History from (patient, day ordinal, seq1, seq2, code, family, in person) rows, in any order."""
         by_patient: dict[str, list[Service]] = {}
-        for patient, day, first, second, code, family in rows:
+        for patient, day, first, second, code, family, face_to_face in rows:
             services = by_patient.get(patient)
             if services is None:
                 services = by_patient[patient] = []
-            services.append(Service(_day_of(day), (first, second), code, family))
+            services.append(Service(_day_of(day), (first, second), code, family, bool(face_to_face)))
         for services in by_patient.values():
             services.sort()
         return cls(by_patient)
@@ -56,7 +72,7 @@ class History:
                family: str | None) -> dict[str, int]:
         same_day = month = year = family_day = family_month = family_year = 0
         last: dt.date | None = None
-        last_any: dt.date | None = None
+        last_any = last_in_person = last_remote = None
         for s in self._by_patient.get(patient, ()):
             if s.day > day:
                 break
@@ -64,6 +80,10 @@ class History:
                 last_any = s.day
             if s.day == day and s.seq >= seq:
                 continue
+            if s.in_person:
+                last_in_person = s.day
+            else:
+                last_remote = s.day
             if s.code == code:
                 same_day += s.day == day
                 month += (s.day.year, s.day.month) == (day.year, day.month)
@@ -84,4 +104,6 @@ class History:
         # "Never" is a very long time, not a missing fact: the patient's history is known.
         result["history.days_since_same_code"] = (day - last).days if last is not None else NEVER
         result["history.days_since_any_service"] = (day - last_any).days if last_any is not None else NEVER
+        result["history.days_since_in_person"] = (day - last_in_person).days if last_in_person else NEVER
+        result["history.days_since_remote"] = (day - last_remote).days if last_remote else NEVER
         return result

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from .claims import Claim, InputError, InvalidClaim
 from .findings import Finding, claim_status
-from .history import History, Service
+from .history import History, Service, in_person
 from .judge import judge_claim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
@@ -67,7 +67,8 @@ def add_to_history(history: History, claim: Claim, position: int, family: Callab
         return
     for number, line in enumerate(claim.lines, 1):
         day = claim.line_date(line)
-        history.add(claim.patient.id, Service(day, (position, number), line.code, family(day, line.code)))
+        history.add(claim.patient.id, Service(day, (position, number), line.code, family(day, line.code),
+                                              in_person(claim, line)))
 
 
 def known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -> Claim | InvalidClaim:

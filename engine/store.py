@@ -32,7 +32,7 @@ from sqlmodel import Column, Field, Session, SQLModel, create_engine, select
 from . import clock
 from .claims import Claim, InvalidClaim
 from .findings import Finding
-from .history import History
+from .history import History, in_person
 from .policy.model import PolicySet
 
 ENV_DB = "PAYERPOLICY_DB"
@@ -412,7 +412,7 @@ class Store:
         return History.from_rows(self.history_rows(patients, upto, lambda found: set(found) & ids, family))
 
     def history_rows(self, patients: list[str], upto: int | None, in_batch, family) -> list[tuple]:
-        """Stored services of these patients as (patient, day ordinal, seq, line, code, family) rows.
+        """Stored services of these patients as (patient, day ordinal, seq, line, code, family, in person) rows.
 
         ``in_batch`` names which claim ids belong to the batch being judged: those are
         judged now, so they are not their own history.
@@ -428,7 +428,7 @@ class Store:
             for number, line in enumerate(claim.lines, 1):
                 day = claim.line_date(line)
                 rows.append((record.patient_id, day.toordinal(), record.id - 10**12, number, line.code,
-                             family(claim, day, line.code)))
+                             family(claim, day, line.code), in_person(claim, line)))
         return rows
 
     def max_claim_record(self) -> int:

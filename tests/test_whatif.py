@@ -130,7 +130,8 @@ def test_policy_query_who_pays_audio_only_in_texas():
                     "--location", "home", "--state", "TX", "--date", "2025-06-01", "--format", "json")
     answers = {a["payer"]: a for a in json.loads(result.stdout)["answers"]}
     assert answers["uhc"]["verdict"] == "accepted" and answers["medicaid"]["verdict"] == "accepted"
-    assert answers["aetna"]["verdict"] == "denied"
+    # Aetna's audio-video modifier rule does not apply to an audio-only line with 93 (corrected 2026-11-30).
+    assert answers["aetna"]["verdict"] == "accepted"
     assert [f["rule"] for f in answers["cigna"]["findings"] if f["severity"] == "error"] == ["commercial.telehealth-indicator"]
     assert answers["medicare"]["verdict"] == "cannot tell"
     assert answers["medicare"]["findings"][0]["missing"] == ["encounter.video_declined"]
