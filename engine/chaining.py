@@ -333,12 +333,15 @@ def missing_variants(rule: ActiveRule) -> list[tuple[str, Cond]]:
     if rule.revision.then is None or rule.revision.missing == "ignore" or rule.severity == "info":
         return []
     tops = _top_tests(rule.cond)
+    groups = [c for c in rule.cond.items if isinstance(c, AnyOf)] if isinstance(rule.cond, AllOf) else []
     inputs: list[str] = []
     for t in tops:
         inp = _input(t.field)
         if inp and inp not in inputs:
             anchored = FIELDS[t.field].self_anchored if t.field in FIELDS else False
             anchored = anchored or any(o.op in _ANCHORS and _input(o.field) != inp for o in tops)
+            # An any: group that does not turn on this input also says what the rule is about.
+            anchored = anchored or any(inp not in {_input(x.field) for x in walk(g)} for g in groups)
             if anchored:
                 inputs.append(inp)
     return [(inp, _relax(rule.cond, inp)) for inp in inputs]

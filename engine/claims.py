@@ -99,6 +99,13 @@ class Line(_Model):
         return value
 
 
+class Plan(_Model):
+    """The member's plan, where the claim knows it: self-funded (ASO/ERISA) plans are exempt from
+    state mandates that bind fully insured ones."""
+
+    funding: Literal["self-funded", "fully-insured"] | None = None
+
+
 class Adjudication(_Model):
     status: Literal["paid", "denied"]
     date: dt.date | None = None
@@ -117,6 +124,7 @@ class Claim(_Model):
     incident_to: IncidentTo | None = None
     diagnoses: list[Diagnosis] = Field(default_factory=list, max_length=12)
     prior_authorization: str | None = Field(default=None, max_length=50)  # X12 REF02 holds 50
+    plan: Plan | None = None
     encounter: Encounter | None = None
     lines: list[Line] = Field(min_length=1, max_length=50)
     adjudication: Adjudication | None = None

@@ -47,6 +47,8 @@ def claim_facts(claim: Claim, snapshot: Snapshot) -> dict[str, Any]:
         _put(f, "provider.prescribing_psychologist", provider.prescribing_psychologist)
     if claim.billing_provider:
         _put(f, "billing_provider.type", claim.billing_provider.type)
+    if claim.plan:
+        _put(f, "plan.funding", claim.plan.funding)
     patient = claim.patient
     if patient:
         _put(f, "patient.new_patient", patient.new_patient)
