@@ -59,7 +59,7 @@ def test_every_finding_arrives_run_after_run(policy):
 def test_derived_facts_chain_and_absence_is_sound(policy):
     # audio-only-telehealth is derived from telehealth (itself derived); UHC's 93 rule needs it.
     snap = resolve(policy, "uhc", None, KNOWN)
-    c = one({"id": "E", "payer": "uhc", "service_date": "2023-05-03", "place_of_service": "10",
+    c = one({"id": "E", "payer": "uhc", "service_date": "2023-04-03", "place_of_service": "10",
              "encounter": {"modality": "audio-only"}, "lines": [{"code": "99213"}]})
     (finding,) = judge_claim(c, snap, None)
     assert finding.rule == "commercial.uhc.audio-only-93"

@@ -129,9 +129,12 @@ def test_policy_query_who_pays_audio_only_in_texas():
     result = invoke("policy", "query", "--code", "99213", "--modifier", "93", "--pos", "10", "--modality", "audio-only",
                     "--location", "home", "--state", "TX", "--date", "2025-06-01", "--format", "json")
     answers = {a["payer"]: a for a in json.loads(result.stdout)["answers"]}
-    assert answers["uhc"]["verdict"] == "accepted" and answers["medicaid"]["verdict"] == "accepted"
-    # Aetna's audio-video modifier rule does not apply to an audio-only line with 93 (corrected 2026-11-30).
-    assert answers["aetna"]["verdict"] == "accepted"
+    assert answers["medicaid"]["verdict"] == "accepted"
+    # UHC pays no audio-only office E/M from 2023-05-02; Aetna's audio-video modifier rule spares a 93 line,
+    # but its 2023 rollback turns on the plan's funding, which the question does not give (issues 14, 20).
+    assert [f["rule"] for f in answers["uhc"]["findings"]] == ["commercial.uhc.audio-only-office-em"]
+    assert answers["aetna"]["verdict"] == "cannot tell"
+    assert answers["aetna"]["findings"][0]["missing"] == ["plan.funding"]
     assert [f["rule"] for f in answers["cigna"]["findings"] if f["severity"] == "error"] == ["commercial.telehealth-indicator"]
     assert answers["medicare"]["verdict"] == "cannot tell"
     assert answers["medicare"]["findings"][0]["missing"] == ["encounter.video_declined"]

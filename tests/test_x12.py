@@ -171,17 +171,17 @@ def test_encounter_side_file_supplies_what_837_lacks(policy, tmp_path):
                                            "lines": [{"code": "99213"}]}))
     (tmp_path / "c.837").write_text(write_837(claims, policy))
     (tmp_path / "enc.json").write_text(json.dumps({"E-1": {"encounter": {"modality": "video"},
-                                                           "patient": {"location": "home"}}}))
+                                                           "patient": {"location": "clinic"}}}))
     without = json.loads(invoke("scrub", tmp_path / "c.837", "--no-store", "--format", "json",
                                 "--known-on", "2025-10-20").stdout)
     with_side = json.loads(invoke("scrub", tmp_path / "c.837", "--encounters", tmp_path / "enc.json", "--no-store",
                                   "--format", "json", "--known-on", "2025-10-20").stdout)
-    # Without the side file the rule that decides lacks where the patient was, and says so.
-    (warning,) = without["claims"][0]["findings"]
-    assert (warning["rule"], warning["severity"], warning["missing"]) == (
-        "medicare.telehealth-home-non-behavioral", "warning", ["patient.location"])
-    assert [f["rule"] for f in with_side["claims"][0]["findings"]] == ["medicare.telehealth-home-non-behavioral"]
-    assert with_side["claims"][0]["status"] == "reject"
+    # Without the side file the 837's POS 10 is all there is: it stands for the patient's home, and the
+    # trace says so. The side file's own location wins over it.
+    (finding,) = without["claims"][0]["findings"]
+    assert (finding["rule"], finding["severity"]) == ("medicare.telehealth-home-non-behavioral", "error")
+    assert "patient.location = home (from place of service 10)" in finding["trace"]
+    assert with_side["claims"][0]["findings"] == [] and with_side["claims"][0]["status"] == "clean"
 
 
 def test_remits_command_prints_what_was_read():
