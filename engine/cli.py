@@ -802,11 +802,12 @@ def policy_query(
 @policy_app.command("history")
 def policy_history(
     payer: str = typer.Argument(..., help="Payer key."),
-    code: str = typer.Argument(..., help="Procedure code."),
+    code: Optional[str] = typer.Argument(None, help="Procedure code (without one: every rule of the chain)."),
     state: Optional[str] = typer.Option(None, "--state"),
     policies: Optional[Path] = PoliciesOpt,
 ) -> None:
-    """Each dated change to a code and to the rules about it, for one payer, by date published."""
+    """Each dated change to a code and to the rules about it, for one payer, by date published;
+    without a code, every rule revision and disable in the payer's chain."""
     from .policydiff import code_history
 
     policy = _load(policies)
@@ -814,7 +815,7 @@ def policy_history(
         raise typer.BadParameter(f"unknown payer '{payer}'")
     events = code_history(policy, payer.lower(), code, state.upper() if state else None)
     if not events:
-        out.print(f"{code} has no values or rules in {payer}'s chain")
+        out.print(f"{code or 'the payer'} has no values or rules in {payer}'s chain")
         return
     for e in events:
         out.print(f"{e.published:<14} {e.layer:<18} {e.what}", highlight=False, markup=False)

@@ -101,13 +101,14 @@ class Event:
     source: str
 
 
-def code_history(policy: PolicySet, payer: str, code: str, state: str | None = None) -> list[Event]:
-    """Every dated change to a code and to the rules that name it or its kinds, in one payer's chain."""
+def code_history(policy: PolicySet, payer: str, code: str | None, state: str | None = None) -> list[Event]:
+    """Every dated change to a code and to the rules that name it or its kinds, in one payer's chain;
+    with no code, every rule revision and disable of the chain."""
     chain = policy.payers[payer].chain(state)
-    code = code.upper()
+    code = code.upper() if code else None
     events: list[Event] = []
     kinds: set[str] = set()
-    for name in chain:
+    for name in chain if code else ():
         seen: set[str] = set()  # a later revision repeats what still holds; show only what it changes
         for rev in sorted(policy.layers[name].codes.get(code, []), key=lambda r: r.published):
             for value in rev.values:
@@ -136,7 +137,9 @@ def code_history(policy: PolicySet, payer: str, code: str, state: str | None = N
     return sorted(events, key=lambda e: (e.published if e.published[0].isdigit() else "0000", e.layer, e.what))
 
 
-def _names(rule: RuleRevision, code: str, kinds: set[str]) -> bool:
+def _names(rule: RuleRevision, code: str | None, kinds: set[str]) -> bool:
+    if code is None:
+        return True
     for test in walk(parse_when(rule.when, ())):
         values = test.value if isinstance(test.value, tuple) else (test.value,)
         if test.field in ("line.code", "claim.other_codes") and code in values and test.op in ("eq", "in", "has", "has_any"):

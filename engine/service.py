@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -36,10 +36,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__, clock
 from .claims import Claim, InvalidClaim, raw_items
 from .pipeline import scrub_items, validate_items, x12_items
-from .sources import looks_like_x12
 from .policy.fields import describe
 from .policy.model import Fix, PolicySet
 from .policy.snapshot import Resolver, resolve
+from .sources import looks_like_x12
 from .store import Store, StoreBusy
 
 log = logging.getLogger("payerpolicy.service")
@@ -211,7 +211,7 @@ def load_tokens(tokens_file: Path | None) -> set[str]:
 def app_from_config(config: dict[str, Any]) -> FastAPI:
     """The app for each of ``serve --workers N``'s processes, from the settings the parent resolved."""
     from .policy.loader import load_policies
-    from .store import Store, StoreBusy
+    from .store import Store
 
     policy = load_policies(config["policies"])
     store = None if config["no_store"] else Store(config["db"])
@@ -362,8 +362,12 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
                                  None, max_length=IDEMPOTENCY_KEY_MAX,
                                  description="Send the same key when retrying: a stored run is answered again, "
                                              "never stored twice.")):
-        text = await body_text(request)
-        items = claims_from(text, request.headers.get("content-type", ""))
+        try:
+            text = await asyncio.wait_for(body_text(request), timeout=limits.timeout_seconds)
+        except asyncio.TimeoutError:
+            raise Problem(408, "Request Timeout", f"the body did not arrive within {limits.timeout_seconds} s") from None
+        # Off the event loop: validating an 837 takes pyx12 about a second.
+        items = await run_in_threadpool(claims_from, text, request.headers.get("content-type", ""))
         if payer is not None:
             if payer not in policy.payers:
                 raise Problem(422, "Invalid Request", "unknown payer", [{"field": "payer", "reason": "unknown payer"}])
@@ -382,17 +386,17 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
         work = asyncio.ensure_future(run_in_threadpool(
             scrub_items, items, policy, day, keep, {"via": "http", "payer": payer}, gate.check, resolver, gate))
         try:
-            outcome = await asyncio.wait_for(asyncio.shield(work), timeout=limits.timeout_seconds)
-        except asyncio.TimeoutError:
-            if gate.expire():
-                work.add_done_callback(lambda done: done.cancelled() or done.exception())  # reaped, never raised
-                if key:
-                    await run_in_threadpool(keep.release_request, key)
-                raise Problem(504, "Timeout", f"the request took over {limits.timeout_seconds} s; "
-                                              "nothing was stored") from None
-            outcome = await work  # its commit had begun: it is stored, so it is answered
+            try:
+                outcome = await asyncio.wait_for(asyncio.shield(work), timeout=limits.timeout_seconds)
+            except asyncio.TimeoutError:
+                if not gate.expire():
+                    outcome = await work  # its commit had begun: it is stored, so it is answered
+                else:
+                    work.add_done_callback(lambda done: done.cancelled() or done.exception())  # reaped, never raised
+                    raise Problem(504, "Timeout", f"the request took over {limits.timeout_seconds} s; "
+                                                  "nothing was stored") from None
         except BaseException:
-            if key:
+            if key:  # nothing was stored under the key: a retry runs afresh
                 await run_in_threadpool(keep.release_request, key)
             raise
         if gate.answer is not None:

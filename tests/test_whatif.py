@@ -162,3 +162,13 @@ def test_policy_diff_between_stored_versions(policy_copy, policy, db_url):
     (change,) = json.loads(result.stdout)
     assert (change["id"], change["change"]) == ("cpt.modifier-93-before-2022 revision 2021-09-01", "re-worded")
     assert invoke("policy", "diff", "sha256:nope", draft.digest, "--db", db_url).exit_code == 2
+
+
+def test_policy_history_of_a_whole_chain_lists_every_rule_by_its_date():
+    result = invoke("policy", "history", "medicaid", "--state", "TX")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("2022-07-15") and "medicaid.tx.audio-only-needs-93" in line for line in lines)
+    assert any(line.startswith("2023-04-13") and "medicaid.tx.audio-only-office-em" in line for line in lines)
+    dated = [line[:10] for line in lines if line[:4].isdigit()]
+    assert dated == sorted(dated)
