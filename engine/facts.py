@@ -82,7 +82,8 @@ def _time_units(f: dict[str, Any], claim: Claim, number: int, attrs: dict[str, A
         if start is None:
             continue
         f["line.units_start"] = start
-        minutes = f.get("encounter.em_minutes")
+        # The encounter field that measures the add-on's time: E/M time unless the code says otherwise.
+        minutes = f.get(f"encounter.{attrs.get('time_basis', 'em_minutes')}")
         if minutes is not None:
             f["line.units_supported"] = (minutes - start) // attrs["unit_minutes"] + 1 if minutes >= start else 0
         return

@@ -108,7 +108,10 @@ def _level_candidates(codes: dict[str, dict], kinds: list[str], new_patient: boo
     by_kind: dict[str, list[tuple[str, dict]]] = {}
     for code, attrs in codes.items():
         kind = attrs.get("kind", "")
-        if kind == "office-em-new" and not new_patient or kind == "office-em-established" and new_patient:
+        # Visit codes are for new or for established patients: by their kind, or the code table says.
+        for_new = kind == "office-em-new" or attrs.get("patient_status") == "new"
+        for_established = kind == "office-em-established" or (kind.startswith("telemedicine-em") and not for_new)
+        if for_new and not new_patient or for_established and new_patient:
             continue
         family = "office-em" if kind.startswith("office-em") else kind
         if family in kinds and ("time_min" in attrs or "mdm" in attrs):
@@ -319,9 +322,12 @@ def _with_places(codings: list[Coding], modality: str, probe: Claim) -> list[Cod
     out = []
     for coding in codings:
         for pos, extra in itertools.product(places, mods):
-            lines = [Line(coding.lines[0].code, list(extra), coding.lines[0].units, coding.lines[0].reason)] + \
-                    [Line(ln.code, list(ln.modifiers), ln.units, ln.reason) for ln in coding.lines[1:]]
-            out.append(Coding(lines, pos, coding.basis, probe=coding.probe))
+            # The mark on the visit line alone, and on every line (add-ons ride with their primary):
+            # the rules, not this list, decide which one the payer wants.
+            for everywhere in ((False, True) if extra and len(coding.lines) > 1 else (False,)):
+                lines = [Line(ln.code, list(extra) if i == 0 or everywhere else list(ln.modifiers), ln.units,
+                              ln.reason) for i, ln in enumerate(coding.lines)]
+                out.append(Coding(lines, pos, coding.basis, probe=coding.probe))
     return out
 
 
@@ -341,8 +347,10 @@ def _judge(coding: Coding, base: dict[str, Any], policy: PolicySet, known_on: dt
              MDM_RANK.get(_attrs(policy, claim, first.code, known_on).get("mdm", ""), 0))
     extra_units = sum(ln.units for ln in coding.lines[1:])
     fewer_marks = -sum(len(ln.modifiers) for ln in coding.lines)
-    coding.rank = (not coding.errors, -len(coding.errors), -len(coding.warnings), len(coding.lines), level,
-                   extra_units, coding.basis == "time", fewer_marks)
+    # A coding that bills every documented service (psychotherapy, prolonged time) comes before one
+    # that drops one, whatever warnings it carries; a warning counts once however many lines it is on.
+    coding.rank = (not coding.errors, -len(coding.errors), len(coding.lines), -len({w.rule for w in coding.warnings}),
+                   level, extra_units, coding.basis == "time", fewer_marks)
     return coding
 
 

@@ -184,3 +184,46 @@ def test_suggest_never_recommends_a_coding_the_policy_cases_reject(policy):
         assert rejected not in recommended, case.name
         checked += 1
     assert checked >= 20
+
+
+@pytest.mark.parametrize("raw, expected", [
+    # The three visits of the time-based-codes issue: the add-on carries the modality modifier too.
+    (dict(payer="medicare", service_date="2025-03-04", rendering_provider={"type": "NP"},
+          patient={"location": "home"}, diagnoses=["F33.1"],
+          encounter={"modality": "audio-only", "video_declined": True, "total_minutes": 40,
+                     "psychotherapy_minutes": 20, "mdm": "moderate"}),
+     [("99214", ["93"], 1), ("90833", ["93"], 1)]),
+    (dict(payer="aetna", service_date="2024-05-02", diagnoses=["F33.1"],
+          encounter={"modality": "video", "total_minutes": 40, "psychotherapy_minutes": 20, "mdm": "moderate"}),
+     [("99214", ["95"], 1), ("90833", ["95"], 1)]),
+    (dict(payer="medicare", service_date="2023-06-05", patient={"location": "home"}, diagnoses=["F33.1"],
+          encounter={"modality": "audio-only", "total_minutes": 25, "psychotherapy_minutes": 18, "mdm": "low"}),
+     [("99213", ["93"], 1), ("90833", ["93"], 1)]),
+])
+def test_telehealth_psychotherapy_visits_mark_every_line(policy, raw, expected):
+    answer = ask(policy, **raw)
+    assert billed(answer) == expected
+    assert scrub_recommendation(policy, raw, answer).status in ("clean", "review")
+
+
+@pytest.mark.parametrize("modality", ["video", "audio-only"])
+@pytest.mark.parametrize("payer, state", [("medicare", None), ("aetna", None), ("medicaid", "TX")])
+@pytest.mark.parametrize("visit", ["em", "em+psychotherapy", "em+prolonged"])
+def test_every_recommended_telehealth_coding_scrubs_without_errors(policy, modality, payer, state, visit):
+    encounter = {"modality": modality, "mdm": "moderate", "total_minutes": 35, "video_declined": True,
+                 "consent_documented": True}
+    if visit == "em+psychotherapy":
+        encounter.update(total_minutes=45, psychotherapy_minutes=20)
+    if visit == "em+prolonged":
+        encounter.update(mdm="high", total_minutes=80)
+    raw = dict(payer=payer, service_date="2024-09-09", patient={"location": "home", "new_patient": False},
+               diagnoses=["F33.1"], encounter=encounter, **({"state": state} if state else {}))
+    answer = ask(policy, **raw)
+    assert answer.recommended is not None
+    result = scrub_recommendation(policy, raw, answer)
+    assert not [f for f in result.findings if f.severity == "error"], [f.rule for f in result.findings]
+    codes = [ln.code for ln in answer.recommended.lines]
+    if visit == "em+psychotherapy":
+        assert set(codes) & {"90833", "90836", "90838"}  # the documented psychotherapy is billed
+    if visit == "em+prolonged":
+        assert set(codes) & {"99417", "G2212"}  # the documented prolonged time is billed

@@ -114,6 +114,7 @@ CODE_ATTRIBUTES: dict[str, Kind] = {
     "time_max": "int", "mdm": "str", "age_min": "int", "age_max": "int", "billers": "set",
     "primaries": "set", "covered": "bool", "telehealth": "bool", "replaced_by": "str", "mue": "int",
     "unit_minutes": "int", "prolonged_start": "int", "next_level": "str", "patient_status": "str",
+    "time_basis": "str",
 }
 
 MDM_RANK = {"straightforward": 1, "low": 2, "moderate": 3, "high": 4}
