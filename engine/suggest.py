@@ -211,7 +211,8 @@ def suggest(raw: dict[str, Any], policy: PolicySet, known_on: dt.date) -> Sugges
             codings += _psychotherapy_only(codes, therapy, probe, with_pharmacologic=True)
         if not codings:
             notes.append("no level is supported: give the total minutes (level by time) or the MDM level")
-    codings = _with_places(codings, modality, probe)
+    marks = _telehealth_marks(snapshot, day, modality) if modality in MODALITY_MARKS else []
+    codings = _with_places(codings, modality, probe, marks)
     judged = [_judge(c, base, policy, known_on) for c in codings]
     judged.sort(key=lambda c: c.rank, reverse=True)
     best = next((c for c in judged if not c.errors and not c.probe), None)
@@ -312,12 +313,28 @@ def _prolonged(codes: dict[str, dict], probe: Claim, primary: str, snapshot, day
     return lines
 
 
-def _with_places(codings: list[Coding], modality: str, probe: Claim) -> list[Coding]:
+# CPT's own marks for the modality (Appendix P and T): tried for every payer.
+MODALITY_MARKS = {"video": ["95"], "audio-only": ["93"]}
+
+
+def _telehealth_marks(snapshot, day: dt.date, modality: str) -> list[list[str]]:
+    """No mark, CPT's mark for the modality, and every mark a telehealth rule in force on the date
+    asks for in its fix: a payer rule that wants GT, or FQ, changes the candidates without code."""
+    marks = [[], MODALITY_MARKS[modality]]
+    for rule in snapshot.rules:
+        wanted = (rule.fix or {}).get("add_modifiers") or []
+        about_telehealth = any(f in ("derived.telehealth", "derived.audio-only-telehealth") for f in rule.fields)
+        if wanted and about_telehealth and rule.revision.effective.covers(day) and list(wanted) not in marks:
+            marks.append(list(wanted))
+    return marks
+
+
+def _with_places(codings: list[Coding], modality: str, probe: Claim, marks: list[list[str]]) -> list[Coding]:
     """Telehealth candidates in every combination of POS and modality modifier the rules may want."""
     if modality not in ("video", "audio-only"):
         return [Coding(c.lines, probe.place_of_service or "11", c.basis, probe=c.probe)
                 if c.place_of_service is None else c for c in codings]
-    mods = [[], ["95"], ["GT"]] if modality == "video" else [[], ["93"], ["95"]]
+    mods = marks
     places = ["02", "10", "11"]
     out = []
     for coding in codings:

@@ -227,3 +227,14 @@ def test_every_recommended_telehealth_coding_scrubs_without_errors(policy, modal
         assert set(codes) & {"90833", "90836", "90838"}  # the documented psychotherapy is billed
     if visit == "em+prolonged":
         assert set(codes) & {"99417", "G2212"}  # the documented prolonged time is billed
+
+
+def test_the_marks_tried_come_from_the_payers_rules(policy):
+    """Illinois Medicaid wants GT on audio-video lines: the rule's fix, not a list in the code, puts GT on
+    the suggestion, the add-on included."""
+    raw = dict(payer="medicaid", state="IL", service_date="2023-03-06", diagnoses=["F33.1"],
+               patient={"location": "home", "new_patient": False},
+               encounter={"modality": "video", "total_minutes": 40, "psychotherapy_minutes": 20, "mdm": "moderate"})
+    answer = ask(policy, **raw)
+    assert billed(answer) == [("99214", ["GT"], 1), ("90833", ["GT"], 1)]
+    assert scrub_recommendation(policy, raw, answer).status == "clean"
