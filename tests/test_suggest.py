@@ -238,3 +238,27 @@ def test_the_marks_tried_come_from_the_payers_rules(policy):
     answer = ask(policy, **raw)
     assert billed(answer) == [("99214", ["GT"], 1), ("90833", ["GT"], 1)]
     assert scrub_recommendation(policy, raw, answer).status == "clean"
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payer=st.sampled_from(["medicare", "aetna", "uhc", "cigna", "medicaid"]),
+       modality=st.sampled_from(["in-person", "video", "audio-only"]),
+       day=st.sampled_from(["2019-06-03", "2021-05-04", "2023-06-05", "2024-09-09", "2025-03-04"]),
+       minutes=st.integers(5, 90), therapy=st.sampled_from([None, 10, 18, 30, 45]),
+       mdm=st.sampled_from(["straightforward", "low", "moderate", "high"]))
+def test_a_recommended_coding_never_scrubs_with_an_error(policy, payer, modality, day, minutes, therapy, mdm):
+    encounter = {"modality": modality, "total_minutes": minutes + (therapy or 0), "mdm": mdm,
+                 "video_declined": True, "consent_documented": True}
+    if therapy:
+        encounter["psychotherapy_minutes"] = therapy
+    raw = dict(payer=payer, service_date=day, diagnoses=["F33.1"], encounter=encounter,
+               patient={"location": "home", "new_patient": False}, **({"state": "TX"} if payer == "medicaid" else {}))
+    answer = ask(policy, **raw)
+    if answer.recommended is None:
+        return
+    result = scrub_recommendation(policy, raw, answer)
+    assert not [f.rule for f in result.findings if f.severity == "error"]
