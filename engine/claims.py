@@ -80,6 +80,8 @@ class Line(_Model):
     units: int = Field(default=1, ge=1, le=999)
     charge: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     service_date: dt.date | None = None
+    service_date_to: dt.date | None = None  # the end of a date range (X12 RD8), when the line spans days
+    rendering_provider: Provider | None = None  # the line's own, when it is not the claim's (X12 2420A)
     place_of_service: str | None = Field(default=None, pattern=r"^\d{2}$")
     diagnosis_pointers: list[int] = Field(default_factory=list, max_length=4)
 
@@ -106,6 +108,23 @@ class Plan(_Model):
     funding: Literal["self-funded", "fully-insured"] | None = None
 
 
+class Adjustment(_Model):
+    group: str = Field(max_length=2)
+    carc: str = Field(max_length=5)
+    amount: float | None = Field(default=None, allow_inf_nan=False)
+
+
+class OtherPayer(_Model):
+    """Another payer of the claim (X12 loops 2320/2330B): coordination of benefits."""
+
+    payer_id: str | None = None
+    name: str | None = None
+    responsibility: str | None = Field(default=None, max_length=1)  # SBR01: P primary, S secondary, T tertiary...
+    filing: str | None = Field(default=None, max_length=2)  # SBR09 claim filing indicator (MB Medicare B, MC Medicaid...)
+    paid: float | None = Field(default=None, allow_inf_nan=False)
+    adjustments: list[Adjustment] = Field(default_factory=list, max_length=99)
+
+
 class Adjudication(_Model):
     status: Literal["paid", "denied"]
     date: dt.date | None = None
@@ -125,6 +144,7 @@ class Claim(_Model):
     diagnoses: list[Diagnosis] = Field(default_factory=list, max_length=12)
     prior_authorization: str | None = Field(default=None, max_length=50)  # X12 REF02 holds 50
     plan: Plan | None = None
+    other_payers: list[OtherPayer] = Field(default_factory=list, max_length=10)
     encounter: Encounter | None = None
     lines: list[Line] = Field(min_length=1, max_length=50)
     adjudication: Adjudication | None = None

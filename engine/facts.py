@@ -49,6 +49,8 @@ def claim_facts(claim: Claim, snapshot: Snapshot) -> dict[str, Any]:
         _put(f, "billing_provider.type", claim.billing_provider.type)
     if claim.plan:
         _put(f, "plan.funding", claim.plan.funding)
+    if claim.other_payers:
+        f["claim.other_payer_filings"] = {o.filing for o in claim.other_payers if o.filing}
     patient = claim.patient
     if patient:
         _put(f, "patient.new_patient", patient.new_patient)
@@ -103,6 +105,11 @@ def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], sn
         "claim.other_modifiers": {m for i, other in enumerate(claim.lines, 1) if i != number for m in other.modifiers},
     })
     _put(f, "line.place_of_service", claim.line_pos(line))
+    own = line.rendering_provider
+    if own is not None:  # the line's rendering provider governs its line (X12 2420A)
+        for name in ("type", "specialty", "prescribing_psychologist"):
+            if getattr(own, name) is not None:
+                f[f"provider.{name}"] = getattr(own, name)
     if "patient.location" not in f and f.get("line.place_of_service") == HOME_POS:
         # An 837 carries the place of service but not where the patient was: POS 10 says home.
         f["patient.location"] = "home"

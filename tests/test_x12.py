@@ -256,3 +256,47 @@ def test_remits_match_claims_by_id_and_lines_by_code_date_and_position():
     assert list(second.lines) == [1] and second.lines[1].code == "93555"  # recoded: by position
     _, orphans = match(claims[:1], remits)
     assert [o.claim_id for o in orphans] == ["8765432112"]
+
+
+def _cob_file_with_a_second_claim() -> str:
+    """demo.cob.example3.B (a claim with another payer's 2320/2330 loops), then a second claim under the same
+    subscriber with no other payer, whose one line has its own rendering provider and a date range."""
+    segments = [s.strip() for s in (FIX / "demo.cob.example3.B.837").read_text().split("~") if s.strip()]
+    end = next(i for i, s in enumerate(segments) if s.startswith("SE*"))
+    second = ["CLM*SECOND-1*43.00***11:B:1*Y*A*Y*I", "HI*BK:4779", "LX*1", "SV1*HC:99213*43.00*UN*1.00***1",
+              "DTP*472*RD8*20051003-20051005", "NM1*82*1*DOE*JANE****XX*1234567893", "PRV*PE*PXC*363LP0808X"]
+    return "~".join(segments[:end] + second + segments[end:]) + "~"
+
+
+def test_other_payer_loops_stay_with_their_claim_and_never_leak_into_the_next(policy):
+    from engine.x12.claim837 import read_837
+
+    parsed = read_837(_cob_file_with_a_second_claim(), {"567890": "commercial"}, policy.taxonomy)
+    first, second = parsed.claims
+    assert first["payer"] == second["payer"] == "commercial"  # the subscriber's payer, not the other payer's
+    assert first["patient"]["id"] == second["patient"]["id"]
+    assert first["billing_provider"]["npi"] == second["billing_provider"]["npi"] == "1999996666"
+    assert first["rendering_provider"]["npi"] == "1999996666"  # 2310B, not the other payer's providers
+    (other,) = first["other_payers"]
+    assert other == {"responsibility": "P", "filing": "12", "payer_id": "999996666", "name": "KEY INSURANCE COMPANY",
+                     "paid": 39.15, "adjustments": [{"group": "PR", "carc": "1", "amount": 21.89},
+                                                    {"group": "PR", "carc": "2", "amount": 15.0}]}
+    assert "other_payers" not in second
+    # The 2430 line adjudication (SVD, CAS) is the other payer's, not a line fact of this claim.
+    assert [ln["code"] for ln in first["lines"]] == ["99213", "90782", "J3301"]
+    (line,) = second["lines"]
+    assert second["service_date"] == "2005-10-03" and line["service_date_to"] == "2005-10-05"
+    assert line["rendering_provider"] == {"npi": "1234567893", "type": "NP"}
+
+
+def test_a_line_rendering_provider_governs_its_line(policy):
+    """An NP on a 2420A line of a claim whose rendering provider is an MD: who may bill is judged per line."""
+    from engine.claims import Claim
+    from engine.scrub import scrub
+
+    (claim,) = parse_claims_text(json.dumps({
+        "id": "L-1", "payer": "commercial", "service_date": "2024-03-05", "rendering_provider": {"type": "MD"},
+        "lines": [{"code": "99213"}, {"code": "98971", "rendering_provider": {"type": "LCSW"}}]}))
+    assert isinstance(claim, Claim) and claim.lines[1].rendering_provider.type == "LCSW"
+    result = scrub([claim], policy, dt.date(2026, 11, 27)).claims[0]
+    assert "cpt.biller-not-eligible" not in {f.rule for f in result.findings}  # 98971 is for the LCSW on its line

@@ -57,6 +57,8 @@ FIELDS: dict[str, FieldSpec] = {
         _f("patient.new_patient", "bool", "patient.new_patient", "new (not established) patient"),
         _f("patient.location", "str", "patient.location", "where the patient was"),
         _f("plan.funding", "str", "plan.funding", "self-funded (ASO/ERISA) or fully-insured, where the claim says"),
+        _f("claim.other_payer_filings", "set", "other_payers",
+           "claim filing indicators (SBR09) of the claim's other payers: MB Medicare B, MC Medicaid, CI commercial..."),
         _f("patient.rural", "bool", "patient.rural", "originating site is rural / outside an MSA"),
         _f("encounter.modality", "str", "encounter.modality", "in-person, video, audio-only, portal, remote-monitoring"),
         _f("encounter.total_minutes", "int", "encounter.total_minutes", "practitioner time on the date"),

@@ -43,11 +43,24 @@ def _date(value: str) -> str | None:
         return None
 
 
-def _dtp_date(seg: Segment) -> str | None:
+def _dtp_dates(seg: Segment) -> tuple[str | None, str | None]:
+    """A date of service, or both ends of an RD8 range (the end None when it is the start)."""
     fmt, value = seg.get(2), seg.get(3)
     if fmt == "RD8" and "-" in value:
-        value = value.split("-")[0]
-    return _date(value)
+        first, last = (_date(v) for v in value.split("-", 1))
+        return first, (last if last != first else None)
+    return _date(value), None
+
+
+def _adjustments(seg: Segment) -> list[dict[str, Any]]:
+    """A CAS segment's (group, reason, amount) triples."""
+    group = seg.get(1)
+    found = []
+    for index in range(2, 19, 3):
+        reason, amount = seg.get(index), seg.get(index + 1)
+        if reason:
+            found.append({"group": group, "carc": reason, "amount": _money(amount)})
+    return found
 
 
 @dataclass
@@ -95,16 +108,17 @@ def read_837(text: str, payer_ids: dict[str, str], taxonomy: dict[str, str]) -> 
     hl_level = ""
     claim: dict[str, Any] | None = None
     line: dict[str, Any] | None = None
+    other: dict[str, Any] | None = None  # the claim's current other payer (loops 2320/2330x)
     start = 0
     context = ""  # which NM1 loop the PRV/N4/DMG that follow belong to
 
     def close(last: int) -> None:
-        nonlocal claim, line
+        nonlocal claim, line, other
         if claim is not None:
             _finish(claim)
             out.claims.append(claim)
             out.spans.append((start, last))
-        claim, line = None, None
+        claim, line, other = None, None, None
 
     for seg in segments:
         sid = seg.id
@@ -121,8 +135,27 @@ def read_837(text: str, payer_ids: dict[str, str], taxonomy: dict[str, str]) -> 
             context = ""
             continue
         if sid == "SBR":
-            subscriber.filing = seg.get(9) or None
+            if claim is None:  # 2000B: the subscriber this payer covers
+                subscriber.filing = seg.get(9) or None
+            else:  # 2320: another payer of this claim, never the subscriber's own
+                other = {"responsibility": seg.get(1) or None, "filing": seg.get(9) or None, "adjustments": []}
+                claim["other_payers"].append(other)
+                context = ""
             continue
+        if other is not None and line is None:
+            # Loops 2320 and 2330A-G: the other payer's id, what it paid and adjusted; its
+            # subscriber, providers and addresses are not this claim's.
+            if sid == "NM1":
+                context = "other"
+                if seg.get(1) == "PR":
+                    other["payer_id"] = seg.get(9) or None
+                    other["name"] = seg.get(3) or None
+            elif sid == "AMT" and seg.get(1) == "D":
+                other["paid"] = _money(seg.get(2))
+            elif sid == "CAS":
+                other["adjustments"].extend(_adjustments(seg))
+            if sid != "LX":
+                continue
         if sid == "NM1":
             entity = seg.get(1)
             context = entity
@@ -168,6 +201,7 @@ def read_837(text: str, payer_ids: dict[str, str], taxonomy: dict[str, str]) -> 
                 "patient": _patient(subscriber, patient_key, patient_birth),
                 "billing_provider": {"npi": billing.npi, "taxonomy": billing.taxonomy},
                 "diagnoses": [],
+                "other_payers": [],
                 "lines": [],
             }
             line = None
@@ -183,10 +217,15 @@ def read_837(text: str, payer_ids: dict[str, str], taxonomy: dict[str, str]) -> 
                     claim["diagnoses"].append(parts[1])
         elif sid == "DTP" and seg.get(1) == "472":
             target = line if line is not None else claim
-            target["service_date"] = _dtp_date(seg)
+            target["service_date"], last = _dtp_dates(seg)
+            if last:
+                target["service_date_to"] = last
         elif sid == "LX":
             line = {"lx": seg.get(1)}
             claim["lines"].append(line)
+            context = ""
+        elif sid == "SVD":
+            context = "other"  # 2430: another payer's adjudication of the line; its CAS are not this claim's
         elif sid == "SV1" and line is not None:
             procedure = seg.components(1)
             line["code"] = procedure[1] if len(procedure) > 1 else ""
@@ -239,9 +278,13 @@ def _resolve(claim: dict[str, Any], payer_ids: dict[str, str], taxonomy: dict[st
         claim["rendering_provider"] = {"npi": billing.get("npi"), "type": kind}
     for ln in claim["lines"]:
         ln.pop("lx", None)
-        ln.pop("rendering_provider", None)  # line-level rendering differs rarely; the claim's governs
-    for holder in (claim, claim["patient"], claim["billing_provider"], claim.get("rendering_provider") or {}):
-        for k in [k for k, v in holder.items() if v is None]:
+        # A 2420A rendering provider governs its line; one equal to the claim's says nothing new.
+        if ln.get("rendering_provider") in ({}, claim.get("rendering_provider")):
+            ln.pop("rendering_provider", None)
+    for holder in (claim, claim["patient"], claim["billing_provider"], claim.get("rendering_provider") or {},
+                   *claim["other_payers"]):
+        for k in [k for k, v in holder.items() if v is None or v == []]:
             holder.pop(k)
-    if not claim["diagnoses"]:
-        claim.pop("diagnoses")
+    for key in ("diagnoses", "other_payers"):
+        if not claim.get(key, True):
+            claim.pop(key)
