@@ -75,7 +75,8 @@ def known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) ->
     if isinstance(item, Claim) and item.payer not in policy.payers:
         known = ", ".join(sorted(policy.payers))
         if item.payer.startswith("x12:"):
-            reason = (f"X12 payer id {item.payer[4:]} is not in payers.yaml (x12_payer_ids); "
+            # Payer keys are lower-cased on input; X12 payer ids are written in capitals.
+            reason = (f"X12 payer id {item.payer[4:].upper()} is not in payers.yaml (x12_payer_ids); "
                       f"add it there or use --payer (known payers: {known})")
         else:
             reason = (f"unknown payer; known payers: {known} (a warehouse's payer name can be mapped to "

@@ -9,7 +9,7 @@ import pytest
 from freezegun import freeze_time
 from typer.testing import CliRunner
 
-from engine.claims import Claim, parse_claims_text
+from engine.claims import Claim, InvalidClaim, parse_claims_text
 from engine.cli import app
 from engine.pipeline import read_claim_files
 from engine.x12.claim837 import read_837
@@ -300,3 +300,13 @@ def test_a_line_rendering_provider_governs_its_line(policy):
     assert isinstance(claim, Claim) and claim.lines[1].rendering_provider.type == "LCSW"
     result = scrub([claim], policy, dt.date(2026, 11, 27)).claims[0]
     assert "cpt.biller-not-eligible" not in {f.rule for f in result.findings}  # 98971 is for the LCSW on its line
+
+
+def test_an_unmapped_x12_payer_id_is_named_as_written(policy):
+    from engine.scrub import scrub
+
+    claims = parse_claims_text(json.dumps({"id": "U-1", "payer": "x12:C12345", "service_date": "2024-03-04",
+                                           "lines": [{"code": "99213"}]}))
+    (result,) = scrub(claims, policy, dt.date(2026, 11, 27)).claims
+    assert result.status == "invalid"
+    assert result.errors[0].reason.startswith("X12 payer id C12345 is not in payers.yaml")
