@@ -157,6 +157,7 @@ def test_eight_command_line_writers_on_one_new_store_lose_no_run(tmp_path):
     results = [(p.wait(timeout=600), p.stderr.read()) for p in batches]
     assert all(code in (0, 1) for code, _ in results), [e for _, e in results]  # 0 or 1: judged, not a crash
     assert all("Traceback" not in e for _, e in results)
+    assert not any(f"W{n}-" in e or f"P{n}-" in e for n in range(8) for _, e in results)  # no claim or patient ids
     store = Store(db)
     runs = store.runs(limit=100)
     assert len(runs) == 8 and all(r.claims == 40 for r in runs)
