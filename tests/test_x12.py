@@ -310,3 +310,21 @@ def test_an_unmapped_x12_payer_id_is_named_as_written(policy):
     (result,) = scrub(claims, policy, dt.date(2026, 11, 27)).claims
     assert result.status == "invalid"
     assert result.errors[0].reason.startswith("X12 payer id C12345 is not in payers.yaml")
+
+
+@pytest.mark.parametrize("trailer, expected", [
+    ("SE", "transaction set: the segment count in SE does not match the segments in the transaction set (SE count of"),
+    ("GE", "functional group: the transaction set count in GE does not match the transaction sets in the group"),
+    ("IEA", "interchange: the group count in IEA does not match the groups in the interchange"),
+])
+def test_envelope_errors_are_named_from_their_own_code_tables(trailer, expected):
+    from engine.x12.validate import validate
+
+    segments = (FIX / "demo.example1.837").read_text().split("~")
+    at = next(i for i, s in enumerate(segments) if s.strip().startswith(trailer + "*"))
+    parts = segments[at].strip().split("*")
+    parts[1] = str(int(parts[1]) + 3)
+    segments[at] = "\n" + "*".join(parts)
+    reasons = [p.reason for p in validate("~".join(segments))]
+    assert any(r.startswith(expected) for r in reasons), reasons
+    assert not any("a loop occurs too often" in r for r in reasons)

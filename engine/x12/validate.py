@@ -27,6 +27,44 @@ SEGMENT_REASONS = {
 }
 
 
+# Envelope errors have their own code tables: the transaction set's (999 IK5-03), the
+# functional group's (999 AK9-05) and the interchange's (TA1-05).
+TRANSACTION_REASONS = {
+    "1": "the transaction set is not supported", "2": "the transaction set trailer (SE) is missing",
+    "3": "the control numbers in ST and SE do not match",
+    "4": "the segment count in SE does not match the segments in the transaction set",
+    "5": "one or more segments are in error", "6": "the transaction set identifier is missing or not valid",
+    "7": "the transaction set control number is missing or not valid",
+    "23": "the transaction set control number is not unique in its functional group",
+}
+GROUP_REASONS = {
+    "1": "the functional group is not supported", "2": "the functional group version is not supported",
+    "3": "the functional group trailer (GE) is missing", "4": "the control numbers in GS and GE do not match",
+    "5": "the transaction set count in GE does not match the transaction sets in the group",
+    "6": "the group control number is not valid",
+    "19": "the group control number is not unique in the interchange",
+}
+INTERCHANGE_REASONS = {
+    "001": "the control numbers in ISA and IEA do not match",
+    "021": "the group count in IEA does not match the groups in the interchange",
+    "022": "the interchange control structure is not valid", "023": "the file ends before the interchange does",
+    "024": "the interchange content is not valid",
+}
+
+
+def _envelope_reason(node: dict, err: dict) -> str | None:
+    """An envelope error in its own words, with the counts and control numbers the validator gives
+    (they describe the file's structure, never a claim's contents)."""
+    code = str(err.get("err_cde", ""))
+    for marker, what, table in (("trn_set_id", "transaction set", TRANSACTION_REASONS),
+                                ("gs_control_num", "functional group", GROUP_REASONS),
+                                ("isa_trn_set_id", "interchange", INTERCHANGE_REASONS)):
+        if marker in node:
+            detail = str(err.get("err_str") or "")
+            return f"{what}: {table.get(code, 'the envelope is not valid')}" + (f" ({detail})" if detail else "")
+    return None
+
+
 @dataclass(frozen=True)
 class Problem:
     segment: int | None
@@ -77,7 +115,7 @@ def _collect(text: str) -> list[Problem]:
                     reason = f"{where} {node.get('name') or 'element'}: {reason}"
                 else:
                     name = node.get("name") or node.get("seg_id") or "envelope"
-                    reason = f"{name}: {SEGMENT_REASONS.get(code, _masked(err))}"
+                    reason = _envelope_reason(node, err) or f"{name}: {SEGMENT_REASONS.get(code, _masked(err))}"
                 found.append(Problem(node.get("_seg", seg), reason))
             for key, value in node.items():
                 if key == "elements" and isinstance(value, list):
