@@ -27,7 +27,8 @@ runs_app = typer.Typer(help="Stored scrub runs: list and replay.", no_args_is_he
 app.add_typer(policy_app, name="policy")
 app.add_typer(runs_app, name="runs")
 
-out = Console(soft_wrap=True)
+# Piped or captured output keeps whole values: a table is never squeezed to an 80-column guess.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
 err = Console(stderr=True)
 PROGRESS_MIN = 200
 
@@ -60,6 +61,24 @@ KnownOnOpt = typer.Option(None, "--known-on", help="Judge by the rules as known 
                           callback=_date, metavar="DATE")
 DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL of the store (default: $PAYERPOLICY_DB or a SQLite "
                                          "file in the user data directory).")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        out.print(f"payerpolicy {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """A payer-policy rules engine for professional claims: scrub, explain, ask what-if."""
 
 
 def _store(db: Optional[str]):
@@ -418,7 +437,8 @@ def denials(
         out.print(f"  ${row['charge']:>9,.2f}  {row['claim_id']} line {row['line']} {row['code']}: {row['action']} "
                   f"({row['rule']})", highlight=False, markup=False)
     for pair in result.top_unexplained(5):
-        out.print(f"  unexplained {pair['carc']} from {pair['payer']}: {pair['lines']} line(s)", highlight=False)
+        out.print(f"  unexplained {pair['carc']} from {pair['payer']}: {_count(pair['lines'], 'line')}",
+                  highlight=False)
 
 
 @app.command()
@@ -447,8 +467,9 @@ def remits(
             out.print(f"  [red]{e}[/]", highlight=False)
         for c in remit.claims:
             adj = "; ".join(f"{a.group}-{a.carc} {a.amount}" for a in c.adjustments)
-            out.print(f"  claim {c.claim_id}: {c.status_text or c.status}, charge {c.charge}, paid {c.paid}, "
-                      f"patient {c.patient_responsibility}" + (f", adjustments {adj}" if adj else "")
+            owed = f", patient {c.patient_responsibility}" if c.patient_responsibility is not None else ""
+            out.print(f"  claim {c.claim_id}: {c.status_text or c.status}, charge {c.charge}, paid {c.paid}"
+                      + owed + (f", adjustments {adj}" if adj else "")
                       + (f", remarks {', '.join(c.remarks)}" if c.remarks else ""), highlight=False, markup=False)
             for ln in c.lines:
                 mods = ("-" + "-".join(ln.modifiers)) if ln.modifiers else ""
@@ -487,6 +508,9 @@ def export(
                    else [not_exportable(bad)] if not_exportable(bad) else [])
         for reason in reasons:
             err.print(f"claim {bad.id or bad.position} not exported: {reason}", highlight=False, markup=False)
+    if not claims:
+        err.print("nothing to export: no claim could be written as an 837", highlight=False, markup=False)
+        raise typer.Exit(1)
     text = write_837(claims, policy, now=clock.now().replace(tzinfo=None))
     if output:
         output.write_text(text, encoding="ascii", errors="replace")
@@ -577,7 +601,7 @@ def policy_validate(policies: Optional[Path] = PoliciesOpt) -> None:
     except PolicyLoadError as exc:
         for e in exc.errors:
             out.print(str(e), highlight=False, markup=False)
-        out.print(f"{len(exc.errors)} problem(s)")
+        out.print(_count(len(exc.errors), "problem"))
         raise typer.Exit(2)
     rules = sum(len(layer.rules) for layer in policy.layers.values())
     out.print(f"ok: {len(policy.layers)} layers, {rules} rule revisions, {len(policy.cases)} cases, "
@@ -726,7 +750,7 @@ def policy_diff(
     for c in changes:
         out.print(f"{c.layer:<20} {c.kind:<7} {c.change:<10} {c.id}" + (f"\n{'':<40}{c.detail}" if c.detail else ""),
                   highlight=False, markup=False)
-    out.print(f"{len(changes)} change(s)")
+    out.print(_count(len(changes), "change"))
 
 
 def _policy_ref(ref: str, db: Optional[str]) -> PolicySet:

@@ -157,3 +157,24 @@ def test_output_to_a_full_device_is_one_line_and_exit_2_and_the_device_stays(tmp
     assert done.returncode == 2
     assert done.stderr.strip() == "/dev/full: write failed (No space left on device)"
     assert stat.S_ISCHR(Path("/dev/full").stat().st_mode)  # written in place, never renamed over
+
+
+def test_version_and_plain_counts():
+    from engine import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"payerpolicy {__version__}"
+
+
+def test_export_of_nothing_exportable_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"id": "X-1", "payer": "medicare", "service_date": "2024-13-01",
+                                "lines": [{"code": "99213"}]}]))
+    result = invoke("export", bad)
+    assert result.exit_code == 1 and "ISA" not in result.stdout and result.stdout == ""
+
+
+def test_piped_tables_keep_whole_values():
+    result = invoke("policy", "test")
+    assert "commercial.aetna.audio-only-self-funded" in result.stdout  # not squeezed to "commercial.aet…"
+    assert "…" not in result.stdout

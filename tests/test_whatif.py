@@ -113,7 +113,7 @@ def test_policy_diff_is_semantic(policy_copy, policy):
     assert got == {("medicare.gt-required revision 2016-11-15", "re-dated"),
                    ("medicare.pos10-before-implementation revision 2021-10-13", "severity")}
     result = invoke("policy", "diff", str(policy_copy.parent / "policies"), str(policy_copy))
-    assert result.exit_code == 0 and "0 change(s)" in result.stdout
+    assert result.exit_code == 0 and "0 changes" in result.stdout
 
 
 def test_policy_history_of_a_code(policy):

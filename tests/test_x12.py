@@ -328,3 +328,9 @@ def test_envelope_errors_are_named_from_their_own_code_tables(trailer, expected)
     reasons = [p.reason for p in validate("~".join(segments))]
     assert any(r.startswith(expected) for r in reasons), reasons
     assert not any("a loop occurs too often" in r for r in reasons)
+
+
+@pytest.mark.parametrize("source", sorted(FIX.glob("*.835")), ids=lambda p: p.name)
+def test_remits_never_print_none(source):
+    result = invoke("remits", source)
+    assert result.exit_code in (0, 1) and "None" not in result.stdout
