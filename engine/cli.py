@@ -212,8 +212,12 @@ def suggest(
             raw = json.loads(file.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             raise typer.BadParameter(f"{file} is not a JSON claim or encounter")
-        if isinstance(raw, dict) and isinstance(raw.get("claims"), list) and raw["claims"]:
-            raw = raw["claims"][0]
+        several = raw["claims"] if isinstance(raw, dict) and isinstance(raw.get("claims"), list) else raw
+        if isinstance(several, list):
+            if len(several) != 1:
+                raise typer.BadParameter(f"{file} holds {_count(len(several), 'encounter')}; suggest answers for "
+                                         f"one at a time (scrub judges a batch)")
+            raw = several[0]
         if not isinstance(raw, dict):
             raise typer.BadParameter(f"{file} is not a JSON claim or encounter")
     enc = dict(raw.get("encounter") or {})

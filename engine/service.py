@@ -29,7 +29,7 @@ import orjson
 from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -197,6 +197,11 @@ class ScrubOut(BaseModel):
 
 class WhatIfIn(BaseModel):
     claims: list[dict[str, Any]] = Field(max_length=2000)
+
+    @field_validator("claims", mode="before")
+    @classmethod
+    def _one_claim(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value  # one claim object, as /v1/scrub takes it
     set: list[str] = Field(default_factory=list, description="PATH=VALUE[,VALUE...] as for the command line")
     known_on: list[dt.date] = Field(default_factory=list, max_length=2)
 

@@ -93,6 +93,10 @@ def test_suggest_and_whatif_endpoints(client):
     comps = client.post("/v1/whatif", headers=AUTH, json={"claims": [telephone],
                                                           "set": ["service_date=2020-04-15,2025-02-03"]}).json()
     assert [c["claims"][0]["status"]["b"] for c in comps["comparisons"]] == ["clean", "reject"]
+    # One claim object, as /v1/scrub takes it, is the same question.
+    single = client.post("/v1/whatif", headers=AUTH, json={"claims": telephone,
+                                                           "set": ["service_date=2020-04-15,2025-02-03"]}).json()
+    assert single == comps
 
 
 def test_limits_and_problem_documents(client):

@@ -262,3 +262,16 @@ def test_a_recommended_coding_never_scrubs_with_an_error(policy, payer, modality
         return
     result = scrub_recommendation(policy, raw, answer)
     assert not [f.rule for f in result.findings if f.severity == "error"]
+
+
+def test_suggest_refuses_a_file_of_several_encounters(tmp_path):
+    many = tmp_path / "many.json"
+    visit = {"id": "V", "payer": "aetna", "service_date": "2024-05-02", "encounter": {"mdm": "low"}}
+    many.write_text(json.dumps({"claims": [visit, dict(visit, id="W")]}))
+    with freeze_time("2026-11-27"):
+        result = runner.invoke(app, ["suggest", str(many)])
+    assert result.exit_code == 2 and "holds 2 encounters" in result.output
+    one = tmp_path / "one.json"
+    one.write_text(json.dumps([visit]))
+    with freeze_time("2026-11-27"):
+        assert runner.invoke(app, ["suggest", str(one)]).exit_code == 0
