@@ -363,9 +363,10 @@ def _print_comparisons(comparisons) -> None:
 
 @app.command()
 def denials(
-    claims_path: list[Path] = typer.Argument(..., metavar="CLAIMS REMITS",
-                                             help="Claim files or folders, then remittance files or folders "
-                                                  "(835 or CSV); the last path is the remits."),
+    claims_path: list[Path] = typer.Argument(..., metavar="FILES",
+                                             help="Claim and remittance files or folders, any number, in any "
+                                                  "order: each is sorted by its content (837 or JSON claims, "
+                                                  "835 or CSV remits)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Write the HTML report here."),
     worklist: Optional[Path] = typer.Option(None, "--worklist", help="Write the worklist CSV here."),
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
@@ -384,17 +385,18 @@ def denials(
     what earlier runs kept, and the same files twice count once.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from .denials import RemitFileError, analyze, claim_files, read_remit_files, worklist_csv
+    from .denials import RemitFileError, analyze, read_remit_files, sort_inputs, worklist_csv
     from .denials_report import render
 
-    if len(claims_path) < 2:
-        raise typer.BadParameter("give the claims, then the remits", param_hint="CLAIMS REMITS")
     policy = _load(policies)
     if payer and payer.lower() not in policy.payers:
         raise typer.BadParameter(f"unknown payer '{payer}'", param_hint="--payer")
     try:
-        files = claim_files(claims_path[:-1])
-        remits_read = read_remit_files(claims_path[-1:])
+        files, remit_files = sort_inputs(claims_path)
+        if not files or not remit_files:
+            raise FileNotFoundError(f"no {'claim' if not files else 'remittance'} files among the paths given "
+                                    f"(claims: 837 or JSON; remits: 835 or CSV)")
+        remits_read = read_remit_files(remit_files)
     except (FileNotFoundError, RemitFileError) as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2)

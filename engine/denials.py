@@ -198,6 +198,31 @@ def claim_files(paths: list[Path]) -> list[Path]:
     return _expand(paths, {".json", ".jsonl", ".837", ".x12", ".edi", ".txt"})
 
 
+INPUT_SUFFIXES = {".json", ".jsonl", ".837", ".835", ".x12", ".edi", ".txt", ".csv"}
+
+
+def sort_inputs(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Claim files and remittance files, in any order and any number, told apart by content:
+    an interchange by its transaction set (ST*835 or ST*837), a CSV by its header (a Tuva
+    medical_claim table is claims, any other CSV remittances), everything else claims."""
+    from .tuva import TUVA_KEYS
+
+    claims, remits = [], []
+    for path in _expand(paths, INPUT_SUFFIXES):
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+        start = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if path.suffix.lower() == ".csv":
+            header = {h.strip().strip('"') for h in start.split(b"\n", 1)[0].decode("utf-8", "replace").split(",")}
+            (claims if TUVA_KEYS <= header else remits).append(path)
+        elif start.startswith(b"ISA") and len(start) > 3:
+            separator = start[3:4]
+            (remits if b"ST" + separator + b"835" in head else claims).append(path)
+        else:
+            claims.append(path)
+    return claims, remits
+
+
 @dataclass(slots=True, frozen=True)
 class RuleHit:
     """What the analysis keeps of a finding (a year of lines must not hold every trace)."""

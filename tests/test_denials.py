@@ -164,3 +164,18 @@ def test_remits_and_worklist_live_on_disk_and_csv_rows_join_in_any_order(policy,
     extra.write_text(header + "\nNOBODY,1,99213,10.00,0.00,CO-16:10.00,,2025-05-01\n")
     orphan = analyze(parse_claims_text(json.dumps(claims[:3])), read_remit_files([shuffled, extra]), policy, TODAY)
     assert "NOBODY" in orphan.unmatched_remits and orphan.totals()["unremitted_claims"] == 0
+
+
+def test_denials_sorts_any_number_of_files_by_content(tmp_path):
+    """Two 835 files, given first, and a claims file named .txt: each is read as what it is."""
+    claims = [{"id": "5554555444", "payer": "commercial", "service_date": "2024-03-01",
+               "lines": [{"code": "99211", "charge": 800.0}]},
+              {"id": "8765432112", "payer": "commercial", "service_date": "2024-03-10",
+               "lines": [{"code": "93555", "charge": 1200.0}]}]
+    (tmp_path / "claims.txt").write_text(json.dumps(claims))
+    x12 = ROOT / "tests" / "fixtures" / "x12"
+    data = json.loads(invoke("denials", x12 / "managed-care.835", x12 / "secondary-payment.835", tmp_path / "claims.txt",
+                             "--no-store", "--format", "json").stdout)
+    assert {ln["claim_id"] for ln in data["lines"]} == {"5554555444", "8765432112"}
+    only_remits = invoke("denials", x12 / "managed-care.835", "--no-store")
+    assert only_remits.exit_code == 2 and "no claim files" in only_remits.output
