@@ -14,7 +14,7 @@ from rich.console import Console
 
 from . import clock
 from .claims import Claim
-from .pipeline import UsageError, iter_claim_files, read_claim_files, replay
+from .pipeline import UsageError, iter_claim_files, read_claim_files, read_encounters, replay
 from .policy.fields import describe
 from .policy.loader import PolicyLoadError, load_policies
 from .policy.model import PolicySet
@@ -371,6 +371,8 @@ def denials(
     worklist: Optional[Path] = typer.Option(None, "--worklist", help="Write the worklist CSV here."),
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
     payer: Optional[str] = typer.Option(None, "--payer", help="Judge every claim as this payer key."),
+    encounters: Optional[Path] = typer.Option(None, "--encounters", help="JSON of facts an 837 does not carry "
+                                              "(minutes, modality, where the patient was...), by claim id."),
     known_on: Optional[str] = KnownOnOpt,
     db: Optional[str] = DbOpt,
     no_store: bool = typer.Option(False, "--no-store", help="Analyse these files only; keep nothing."),
@@ -396,13 +398,14 @@ def denials(
         if not files or not remit_files:
             raise FileNotFoundError(f"no {'claim' if not files else 'remittance'} files among the paths given "
                                     f"(claims: 837 or JSON; remits: 835 or CSV)")
+        side = read_encounters(encounters) if encounters else None
         remits_read = read_remit_files(remit_files)
-    except (FileNotFoundError, RemitFileError) as exc:
+    except (FileNotFoundError, RemitFileError, UsageError) as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2)
 
     def valid_claims():
-        for item in iter_claim_files(files, policy):
+        for item in iter_claim_files(files, policy, side):
             if isinstance(item, Claim):
                 yield item.model_copy(update={"payer": payer.lower()}) if payer else item
             else:

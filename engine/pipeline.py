@@ -52,11 +52,12 @@ def read_claim_files(paths: list[Path], policy: PolicySet | None = None,
     return validate_items(list(Input(paths, policy)), encounters, policy)
 
 
-def iter_claim_files(paths: list[Path], policy: PolicySet | None = None) -> Iterator[Claim | InvalidClaim]:
-    """Claims one at a time, so a year need not be held at once."""
+def iter_claim_files(paths: list[Path], policy: PolicySet | None = None,
+                     encounters: dict[str, dict[str, Any]] | None = None) -> Iterator[Claim | InvalidClaim]:
+    """Claims one at a time, so a year need not be held at once; ``encounters`` adds what an 837 lacks."""
     names = policy.payer_names() if policy else None
     for position, raw in enumerate(Input(paths, policy), 1):
-        yield validate_item(raw, position, None, names)
+        yield validate_item(raw, position, encounters, names)
 
 
 # ---- files of any size -------------------------------------------------------------------

@@ -179,3 +179,18 @@ def test_denials_sorts_any_number_of_files_by_content(tmp_path):
     assert {ln["claim_id"] for ln in data["lines"]} == {"5554555444", "8765432112"}
     only_remits = invoke("denials", x12 / "managed-care.835", "--no-store")
     assert only_remits.exit_code == 2 and "no claim files" in only_remits.output
+
+
+def test_denials_take_an_encounters_file_for_what_claims_lack(tmp_path):
+    """An audio-only visit denied CO-4: only the encounter's modality explains it (Medicare wants 93)."""
+    claim = {"id": "AO-1", "payer": "medicare", "service_date": "2023-05-01", "place_of_service": "10",
+             "diagnoses": ["F33.1"], "lines": [{"code": "99213", "charge": 100.0}]}
+    (tmp_path / "claims.json").write_text(json.dumps([claim]))
+    (tmp_path / "remits.csv").write_text("claim_id,line,code,charge,paid,adjustments,remarks,adjudication_date\n"
+                                         "AO-1,1,99213,100,0,CO-4:100,N822,2023-06-01\n")
+    (tmp_path / "enc.json").write_text(json.dumps({"AO-1": {"encounter": {"modality": "audio-only"}}}))
+    base = ("denials", tmp_path / "claims.json", tmp_path / "remits.csv", "--no-store", "--format", "json")
+    without = json.loads(invoke(*base).stdout)["lines"][0]
+    with_side = json.loads(invoke(*base, "--encounters", tmp_path / "enc.json").stdout)["lines"][0]
+    assert without["category"] == "unexplained" and with_side["category"] == "predicted"
+    assert invoke(*base, "--encounters", tmp_path / "missing.json").exit_code == 2
