@@ -245,6 +245,34 @@ CLAIM_COLUMNS = ["position", "claim_id", "payer", "state", "service_date", "stat
                  "known_on", "policy_version"]
 
 
+def table_columns(records: list[dict], known_on: dt.date, policy_version: str) -> tuple[dict[str, list], dict[str, list]]:
+    """The findings table (a row per finding, and one per claim without findings) and the claims
+    table, as columns: what ``--format parquet`` writes and the Python API returns."""
+    findings: dict[str, list] = {c: [] for c in FINDING_COLUMNS}
+    claims: dict[str, list] = {c: [] for c in CLAIM_COLUMNS}
+    for record in records:
+        result = record["result"]
+        day = dt.date.fromisoformat(record["service_date"]) if record.get("service_date") else None
+        common = {"position": record["position"], "claim_id": result["id"], "payer": record.get("payer"),
+                  "state": record.get("state"), "service_date": day, "status": result["status"],
+                  "known_on": known_on, "policy_version": policy_version}
+        for key, value in common.items():
+            claims[key].append(value)
+        claims["findings"].append(len(result.get("findings", ())))
+        claims["errors"].append([f"{e['field']}: {e['reason']}" for e in result.get("errors", ())])
+        for f in result.get("findings", ()) or [None]:
+            for key, value in common.items():
+                findings[key].append(value)
+            fix = (f or {}).get("fix") or {}
+            for key in ("line", "code", "rule", "revision", "layer", "severity", "carc", "group", "message",
+                        "source", "confidence"):
+                findings[key].append(f[key] if f else None)
+            findings["rarc"].append(list(f["rarc"]) if f else None)
+            findings["fix_action"].append(fix.get("action"))
+            findings["fix_code"].append(fix.get("to"))
+    return findings, claims
+
+
 def parquet_paths(output: str | Path) -> tuple[str, str]:
     """``out.parquet`` -> itself and ``out.claims.parquet``; a folder -> its findings.parquet and claims.parquet."""
     text = str(output)
@@ -297,29 +325,7 @@ class ParquetWriter(Writer):
             self.writers.append(pq.ParquetWriter(sink, schema, compression="zstd"))
 
     def write(self, records: list[dict]) -> None:
-        findings: dict[str, list] = {c: [] for c in FINDING_COLUMNS}
-        claims: dict[str, list] = {c: [] for c in CLAIM_COLUMNS}
-        known = self.known_on
-        for record in records:
-            result = record["result"]
-            day = dt.date.fromisoformat(record["service_date"]) if record.get("service_date") else None
-            common = {"position": record["position"], "claim_id": result["id"], "payer": record.get("payer"),
-                      "state": record.get("state"), "service_date": day, "status": result["status"],
-                      "known_on": known, "policy_version": self.policy_version}
-            for key, value in common.items():
-                claims[key].append(value)
-            claims["findings"].append(len(result.get("findings", ())))
-            claims["errors"].append([f"{e['field']}: {e['reason']}" for e in result.get("errors", ())])
-            for f in result.get("findings", ()) or [None]:
-                for key, value in common.items():
-                    findings[key].append(value)
-                fix = (f or {}).get("fix") or {}
-                for key in ("line", "code", "rule", "revision", "layer", "severity", "carc", "group", "message",
-                            "source", "confidence"):
-                    findings[key].append(f[key] if f else None)
-                findings["rarc"].append(list(f["rarc"]) if f else None)
-                findings["fix_action"].append(fix.get("action"))
-                findings["fix_code"].append(fix.get("to"))
+        findings, claims = table_columns(records, self.known_on, self.policy_version)
         self.writers[0].write_table(self.pa.Table.from_pydict(findings, schema=self.finding_schema))
         self.writers[1].write_table(self.pa.Table.from_pydict(claims, schema=self.claim_schema))
 

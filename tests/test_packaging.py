@@ -32,3 +32,23 @@ def test_wheel_carries_the_policy_tree_and_scrubs_outside_the_checkout(tmp_path)
                          cwd=elsewhere, env=env, capture_output=True, text=True)
     assert run.returncode == 1, run.stderr
     assert json.loads(run.stdout)["claims"][0]["findings"][0]["rule"] == "medicare.noncovered-code"
+
+
+def test_the_readme_python_api_example_runs():
+    """The README's Python API block is run as written: it asserts its own results."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    exec(compile(block, "README.md (Python API)", "exec"), {})
+
+
+def test_the_api_loads_lazily_and_is_typed():
+    import subprocess
+    import sys
+
+    code = "import sys, engine; assert 'engine.api' not in sys.modules; engine.scrub_claims; " \
+           "assert 'engine.api' in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+    assert (ROOT / "engine" / "py.typed").is_file()

@@ -1,0 +1,64 @@
+"""The Python API: the command line's uses as functions, for notebooks and pipelines.
+
+``import engine`` stays cheap: these names load on first use (see ``engine/__init__.py``).
+Every function takes the date the rules are known on explicitly; nothing here reads the
+clock or the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any, Iterable
+
+from .claims import Claim
+from .pipeline import validate_items
+from .policy.loader import load_policies
+from .policy.model import PolicySet
+from .scrub import ScrubResult, scrub
+
+if TYPE_CHECKING:
+    import pyarrow
+
+    from .suggest import Suggestion
+
+__all__ = ["load_policies", "scrub_claims", "findings_table", "suggest_coding"]
+
+
+def scrub_claims(claims: Iterable[dict[str, Any]], known_on: dt.date,
+                 policy: PolicySet | None = None) -> ScrubResult:
+    """Judge claims given as DESIGN.md JSON objects (dicts), in memory and in order.
+
+    A claim that is not valid comes back ``invalid`` with its errors; the rest are judged.
+    Claims of one patient in the batch are each other's history; no store is read.
+    """
+    policy = policy or load_policies()
+    return scrub(validate_items(list(claims), None, policy), policy, known_on)
+
+
+def findings_table(claims: Iterable[dict[str, Any]], known_on: dt.date,
+                   policy: PolicySet | None = None) -> "pyarrow.Table":
+    """The same claims judged, as the findings table ``scrub --format parquet`` writes: one row per
+    finding and one per claim without findings (``.to_pandas()`` for a DataFrame)."""
+    import pyarrow as pa
+
+    from .writers import FINDING_COLUMNS, table_columns
+
+    policy = policy or load_policies()
+    items = validate_items(list(claims), None, policy)
+    result = scrub(items, policy, known_on)
+    records = []
+    for item, claim in zip(items, result.claims):
+        record = {"position": claim.position, "result": claim.as_dict()}
+        if isinstance(item, Claim):
+            record.update(payer=item.payer, state=item.state, service_date=item.service_date.isoformat())
+        records.append(record)
+    findings, _ = table_columns(records, known_on, policy.digest)
+    return pa.table({name: findings[name] for name in FINDING_COLUMNS})
+
+
+def suggest_coding(encounter: dict[str, Any], known_on: dt.date, policy: PolicySet | None = None) -> "Suggestion":
+    """What to bill for an encounter (a DESIGN.md claim without lines): the recommended coding,
+    the alternatives with what sinks each, and what the note must show."""
+    from .suggest import suggest
+
+    return suggest(encounter, policy or load_policies(), known_on)
