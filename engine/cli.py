@@ -29,7 +29,7 @@ app.add_typer(runs_app, name="runs")
 
 # Piped or captured output keeps whole values: a table is never squeezed to an 80-column guess.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a message is one line, never cut mid-phrase
 PROGRESS_MIN = 200
 
 
