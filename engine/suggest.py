@@ -91,12 +91,22 @@ def _why_not(alt: Coding, best: Coding | None) -> str:
     if best is not None and not alt.errors and _combo(alt) == _combo(best):
         return f"the same coding, also supported by {alt.basis}"
     if alt.errors:
-        return "; ".join(f.message for f in alt.errors)
+        return _sentences(f.message for f in alt.errors)
     if alt.warnings:
-        return "at risk: " + "; ".join(f.message for f in alt.warnings)
+        return "at risk: " + _sentences(f.message for f in alt.warnings)
     if best is not None:
         return f"accepted, but {best.label()} is the better-paying coding the documentation supports"
     return "accepted"
+
+
+def _sentences(messages) -> str:
+    """Findings' messages one after another, each said once (several lines may carry the same one)."""
+    said: list[str] = []
+    for message in messages:
+        text = message.strip()
+        if text and text not in said:
+            said.append(text if text.endswith((".", "?", "!")) else text + ".")
+    return " ".join(said)
 
 
 def _rule_of(alt: Coding) -> str | None:
