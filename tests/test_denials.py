@@ -108,11 +108,15 @@ def test_bad_remit_csv_and_missing_files_are_usage_errors(tmp_path):
     assert invoke("denials", tmp_path / "nope", tmp_path / "remits", "--no-store").exit_code == 2
 
 
+# The two claims tests/fixtures/x12/managed-care.835 remits.
+CLAIMS_OF_MANAGED_CARE_835 = [
+    {"id": "5554555444", "payer": "commercial", "service_date": "2024-03-01", "lines": [{"code": "99211", "charge": 800.0}]},
+    {"id": "8765432112", "payer": "commercial", "service_date": "2024-03-10", "lines": [{"code": "93555", "charge": 1200.0}]},
+]
+
+
 def test_835_remits_join_to_claims(tmp_path):
-    claims = [{"id": "5554555444", "payer": "commercial", "service_date": "2024-03-01",
-               "lines": [{"code": "99211", "charge": 800.0}]},
-              {"id": "8765432112", "payer": "commercial", "service_date": "2024-03-10",
-               "lines": [{"code": "93555", "charge": 1200.0}]}]
+    claims = CLAIMS_OF_MANAGED_CARE_835
     (tmp_path / "c.json").write_text(json.dumps(claims))
     data = json.loads(invoke("denials", tmp_path / "c.json", ROOT / "tests" / "fixtures" / "x12" / "managed-care.835",
                              "--no-store", "--format", "json").stdout)
@@ -168,10 +172,7 @@ def test_remits_and_worklist_live_on_disk_and_csv_rows_join_in_any_order(policy,
 
 def test_denials_sorts_any_number_of_files_by_content(tmp_path):
     """Two 835 files, given first, and a claims file named .txt: each is read as what it is."""
-    claims = [{"id": "5554555444", "payer": "commercial", "service_date": "2024-03-01",
-               "lines": [{"code": "99211", "charge": 800.0}]},
-              {"id": "8765432112", "payer": "commercial", "service_date": "2024-03-10",
-               "lines": [{"code": "93555", "charge": 1200.0}]}]
+    claims = CLAIMS_OF_MANAGED_CARE_835
     (tmp_path / "claims.txt").write_text(json.dumps(claims))
     x12 = ROOT / "tests" / "fixtures" / "x12"
     data = json.loads(invoke("denials", x12 / "managed-care.835", x12 / "secondary-payment.835", tmp_path / "claims.txt",
