@@ -194,10 +194,6 @@ def _expand(paths: list[Path], suffixes: set[str]) -> list[Path]:
     return found
 
 
-def claim_files(paths: list[Path]) -> list[Path]:
-    return _expand(paths, {".json", ".jsonl", ".837", ".x12", ".edi", ".txt"})
-
-
 INPUT_SUFFIXES = {".json", ".jsonl", ".837", ".835", ".x12", ".edi", ".txt", ".csv"}
 
 

@@ -228,7 +228,7 @@ def _revision(connection: Any) -> str | None:
     made before the schema was under migrations (by whether runs are written in chunks)."""
     from sqlalchemy import inspect
 
-    tables = set(inspect(connection).get_table_names())
+    tables = _tables(connection)
     if "alembic_version" in tables:
         row = connection.execute(text("SELECT version_num FROM alembic_version")).first()
         if row is not None:
