@@ -2,7 +2,8 @@
 
 ``import engine`` stays cheap: these names load on first use (see ``engine/__init__.py``).
 Every function takes the date the rules are known on explicitly; nothing here reads the
-clock or the store.
+clock or writes the store. Imported CMS releases (``payerpolicy data import``) are read only
+when ``data_db`` names the store that holds them.
 """
 
 from __future__ import annotations
@@ -24,19 +25,26 @@ if TYPE_CHECKING:
 __all__ = ["load_policies", "scrub_claims", "findings_table", "suggest_coding"]
 
 
+def _reference(data_db: str | None) -> str | None:
+    from .reference.lookup import reference_path
+
+    return reference_path(data_db) if data_db else None
+
+
 def scrub_claims(claims: Iterable[dict[str, Any]], known_on: dt.date,
-                 policy: PolicySet | None = None) -> ScrubResult:
+                 policy: PolicySet | None = None, data_db: str | None = None) -> ScrubResult:
     """Judge claims given as DESIGN.md JSON objects (dicts), in memory and in order.
 
     A claim that is not valid comes back ``invalid`` with its errors; the rest are judged.
-    Claims of one patient in the batch are each other's history; no store is read.
+    Claims of one patient in the batch are each other's history; no stored history is read.
+    ``data_db``: a store URL whose imported CMS releases the NCCI and fee-schedule rules use.
     """
     policy = policy or load_policies()
-    return scrub(validate_items(list(claims), None, policy), policy, known_on)
+    return scrub(validate_items(list(claims), None, policy), policy, known_on, reference=_reference(data_db))
 
 
 def findings_table(claims: Iterable[dict[str, Any]], known_on: dt.date,
-                   policy: PolicySet | None = None) -> "pyarrow.Table":
+                   policy: PolicySet | None = None, data_db: str | None = None) -> "pyarrow.Table":
     """The same claims judged, as the findings table ``scrub --format parquet`` writes: one row per
     finding and one per claim without findings (``.to_pandas()`` for a DataFrame)."""
     import pyarrow as pa
@@ -45,7 +53,7 @@ def findings_table(claims: Iterable[dict[str, Any]], known_on: dt.date,
 
     policy = policy or load_policies()
     items = validate_items(list(claims), None, policy)
-    result = scrub(items, policy, known_on)
+    result = scrub(items, policy, known_on, reference=_reference(data_db))
     records = []
     for item, claim in zip(items, result.claims):
         record = {"position": claim.position, "result": claim.as_dict()}

@@ -55,6 +55,7 @@ class Context:
     payer: str | None = None
     encounters: dict[str, dict[str, Any]] | None = None
     with_bodies: bool = False  # return each claim's JSON (the store keeps it as history)
+    reference: str | None = None  # the SQLite file of imported CMS releases (reference.lookup)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
@@ -63,7 +64,9 @@ class _Prepared:
 
     def __init__(self, ctx: Context):
         self.ctx = ctx
-        self.resolver = Resolver(ctx.policy)
+        from .reference.lookup import open_reference
+
+        self.resolver = Resolver(ctx.policy, open_reference(ctx.reference))
         self.names = ctx.policy.payer_names()
 
     def family(self, claim: Claim, day: dt.date, code: str) -> str | None:
@@ -144,7 +147,7 @@ def _claim_of(prep: _Prepared, raw: Any, position: int) -> Claim | InvalidClaim:
 
 # ---- the two chunk functions -----------------------------------------------------
 
-ServiceRow = tuple[str, int, int, int, str, "str | None", bool]  # patient, day, position, line, code, family, in person
+ServiceRow = tuple[str, int, int, int, str, "str | None", bool, int]  # patient, day, position, line, code, family, in person, units
 
 
 def chunk_services(ctx: Context | str, chunk: list[tuple[int, Any]]) -> tuple[list[ServiceRow], list[str]]:
@@ -168,7 +171,7 @@ def _services(prep: _Prepared, position: int, claim: Claim) -> Iterator[ServiceR
     for number, line in enumerate(claim.lines, 1):
         day = claim.line_date(line)
         yield (patient, day.toordinal(), position, number, line.code, prep.family(claim, day, line.code),
-               in_person(claim, line))
+               in_person(claim, line), line.units)
 
 
 def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: list[tuple] | None) -> list[dict]:
@@ -205,7 +208,8 @@ def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: 
     return out
 
 
-def scrub_in_processes(items: list, policy: PolicySet, known_on: dt.date, workers: int) -> Any:
+def scrub_in_processes(items: list, policy: PolicySet, known_on: dt.date, workers: int,
+                       reference: str | None = None) -> Any:
     """A batch held in memory (claims and invalid claims), judged over ``workers`` processes.
 
     The same result as ``scrub.scrub`` on the whole batch (history included), in order.
@@ -217,8 +221,8 @@ def scrub_in_processes(items: list, policy: PolicySet, known_on: dt.date, worker
     from .scrub import ClaimResult, ScrubResult, scrub
 
     if workers <= 1 or len(items) <= CHUNK:
-        return scrub(items, policy, known_on)
-    ctx = Context(policy, known_on)
+        return scrub(items, policy, known_on, reference=reference)
+    ctx = Context(policy, known_on, reference=reference)
     records: list[dict] = []
     executor = make_executor(ctx, workers)
     try:
@@ -378,11 +382,11 @@ class RunIndex:
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("CREATE TABLE service (patient TEXT, day INT, pos INT, line INT, code TEXT, family TEXT, "
-                        "in_person INT)")
+                        "in_person INT, units INT)")
         self.db.execute("CREATE TABLE claim_id (id TEXT)")
 
     def add(self, rows: list[ServiceRow], ids: list[str]) -> None:
-        self.db.executemany("INSERT INTO service VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.executemany("INSERT INTO service VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.executemany("INSERT INTO claim_id VALUES (?)", [(i,) for i in ids])
 
     def seal(self) -> None:
@@ -399,7 +403,7 @@ class RunIndex:
         rows: list[tuple] = []
         for group in _groups(patients, 500):
             marks = ",".join("?" * len(group))
-            rows.extend(self.db.execute(f"SELECT patient, day, pos, line, code, family, in_person FROM service "
+            rows.extend(self.db.execute(f"SELECT patient, day, pos, line, code, family, in_person, units FROM service "
                                         f"WHERE patient IN ({marks})", group))
         return rows
 

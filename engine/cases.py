@@ -47,7 +47,13 @@ def run_case(case: Case, policy: PolicySet, default_known_on: dt.date) -> CaseRe
     known_on = case.known_on or default_known_on
     batch = [dict(h) for h in case.history] + [dict(case.claim)]
     items = parse_claims_text(json.dumps(batch))
-    outcome = scrub(items, policy, known_on).claims[-1]
+    resolver = None
+    if case.data:
+        from .policy.snapshot import Resolver
+        from .reference.lookup import in_memory
+
+        resolver = Resolver(policy, in_memory(case.data))
+    outcome = scrub(items, policy, known_on, resolver=resolver).claims[-1]
     result = CaseResult(case)
     if outcome.status == "invalid":
         result.failures.append("the claim is invalid: " + "; ".join(f"{e.field}: {e.reason}" for e in outcome.errors))

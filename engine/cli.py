@@ -156,6 +156,8 @@ def scrub(
     except (writers.OutputError, OSError) as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2)
+    from .reference.lookup import reference_path
+
     store = None
     if not no_store:
         store = _store(db)
@@ -167,7 +169,8 @@ def scrub(
             run = scrub_files([f if "://" in f else Path(f) for f in files], policy, day, writer, payer=payer.lower() if payer else None,
                               encounters=encounters, store=store, workers=workers, scheduler=scheduler, dask=dask,
                               options=options, chunk_size=chunk_size, progress=lambda n: bar.advance(task, n),
-                              total=lambda n: bar.update(task, total=n) if n >= PROGRESS_MIN else None)
+                              total=lambda n: bar.update(task, total=n) if n >= PROGRESS_MIN else None,
+                              reference=reference_path(store.url if store else db))
         except (UsageError, writers.OutputError) as exc:
             err.print(f"[red]{exc}[/]", highlight=False)
             raise typer.Exit(2)
@@ -290,6 +293,8 @@ def whatif(
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Processes to judge with "
                                           "(default: every core for batches over 2,000 claims, else 1)."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="PAYERPOLICY_DB",
+                                     help="The store whose imported CMS releases are read (nothing is written)."),
 ) -> None:
     """Ask what changes: the claims under other values, as known on two dates, or under two policy trees.
 
@@ -310,14 +315,18 @@ def whatif(
     today = clock.today()
     from .batch import cores
 
+    from .reference.lookup import reference_path
+
     procs = workers or (cores() if len(items) > 2000 else 1)
+    reference = reference_path(db)
     try:
         if policies_b is not None:
-            comparisons = [policy_trees(items, policy, _load(policies_b), dates[0] if dates else today, procs)]
+            comparisons = [policy_trees(items, policy, _load(policies_b), dates[0] if dates else today, procs,
+                                        reference)]
         elif len(dates) == 2:
-            comparisons = [knowledge_dates(items, policy, dates[0], dates[1], procs)]
+            comparisons = [knowledge_dates(items, policy, dates[0], dates[1], procs, reference)]
         elif set_:
-            comparisons = claim_variants(items, policy, dates[0] if dates else today, set_, procs)
+            comparisons = claim_variants(items, policy, dates[0] if dates else today, set_, procs, reference)
         else:
             raise typer.BadParameter("say what to vary: --set, two --known-on dates, or --policies-b")
     except SetError as exc:
@@ -412,6 +421,8 @@ def denials(
                 err.print(f"claim {item.id or item.position} not analysed: "
                           + "; ".join(f"{e.field}: {e.reason}" for e in item.errors), highlight=False, markup=False)
 
+    from .reference.lookup import reference_path
+
     try:
         if no_store:
             claims, total = valid_claims(), None
@@ -428,7 +439,8 @@ def denials(
 
             result = analyze(claims, remits_read, policy, known_on or clock.today(),
                              progress=lambda n: bar.advance(task, n), keep_lines=format is ShortFormat.json,
-                             workers=workers or default_workers(sum(f.stat().st_size for f in files)))
+                             workers=workers or default_workers(sum(f.stat().st_size for f in files)),
+                             reference=reference_path(db))
     except UsageError as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2)
@@ -556,8 +568,11 @@ def serve(
     policy = _load(policies)
     tokens = load_tokens(tokens_file)
     limits = Limits(max_body_bytes=max_body, max_claims=max_claims, timeout_seconds=timeout, public_docs=public_docs)
+    from .reference.lookup import reference_path
+
     store = None if no_store else _store(db)
-    app_ = create_app(policy, store, tokens, limits)
+    reference = reference_path(db)
+    app_ = create_app(policy, store, tokens, limits, reference)
     if openapi:
         sys.stdout.write(json.dumps(app_.openapi(), indent=2, sort_keys=True) + "\n")
         return
@@ -573,6 +588,7 @@ def serve(
         store.import_policy(policy)  # once, before the workers race to do it
     config = json.dumps({
         "policies": policy.root, "db": store.url if store else None, "no_store": store is None,
+        "reference": reference,
         "tokens_file": str(tokens_file) if tokens_file else None, "limits": limits.model_dump()})
     _run_workers(workers, host, port, config)
 

@@ -406,7 +406,7 @@ CHUNK = 5000
 
 def analyze(claims: Iterable[Claim], remits: "Iterable[Remittance] | RemitIndex", policy: PolicySet, today: dt.date,
             progress: Callable[[int], None] | None = None, keep_lines: bool = True,
-            workers: int = 1) -> DenialReport:
+            workers: int = 1, reference: str | None = None) -> DenialReport:
     """Join remits to claims and classify every remitted line, a chunk of claims at a time.
 
     Remits are looked up from an index on disk, chunk by chunk, so neither they nor the
@@ -420,7 +420,7 @@ def analyze(claims: Iterable[Claim], remits: "Iterable[Remittance] | RemitIndex"
         for remittance in remits:
             index.add(remittance)
     report = DenialReport(today, keep_lines)
-    executor = make_executor(Context(policy, today), workers)
+    executor = make_executor(Context(policy, today, reference=reference), workers)
 
     def chunks() -> Iterator[tuple]:
         chunk: list[Claim] = []

@@ -14,6 +14,7 @@ from .claims import Claim, Line
 from .history import History
 from .policy.fields import MDM_RANK
 from .policy.snapshot import Snapshot
+from .reference.linefacts import line_reference_facts
 
 
 def age_on(birth: dt.date, day: dt.date) -> int:
@@ -150,4 +151,5 @@ def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], sn
     patient_id = claim.patient.id if claim.patient else None
     if history is not None and patient_id:
         f.update(history.counts(patient_id, (position, number), day, line.code, attrs.get("family")))
+    line_reference_facts(f, claim, number, line, day, snapshot)
     return f

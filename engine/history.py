@@ -1,7 +1,7 @@
 """A patient's earlier services, for duplicate and frequency rules.
 
 History is keyed by the patient id the claim gives and holds only what the rules
-need: date, code, code family, and whether the service was furnished in person. Services on earlier dates always count; on the
+need: date, code, code family, units, and whether the service was furnished in person. Services on earlier dates always count; on the
 same date only those that came first (stored history, then batch order, then line
 order) do, so of two identical lines the second is the duplicate.
 """
@@ -26,6 +26,7 @@ class Service(NamedTuple):
     code: str
     family: str | None
     in_person: bool = True
+    units: int = 1
 
 
 # What marks a line as furnished remotely, on any claim: the telehealth places of service
@@ -54,13 +55,13 @@ class History:
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple]) -> "History":
-        """A History from (patient, day ordinal, seq1, seq2, code, family, in person) rows, in any order."""
+        """A History from (patient, day ordinal, seq1, seq2, code, family, in person, units) rows, in any order."""
         by_patient: dict[str, list[Service]] = {}
-        for patient, day, first, second, code, family, face_to_face in rows:
+        for patient, day, first, second, code, family, face_to_face, units in rows:
             services = by_patient.get(patient)
             if services is None:
                 services = by_patient[patient] = []
-            services.append(Service(_day_of(day), (first, second), code, family, bool(face_to_face)))
+            services.append(Service(_day_of(day), (first, second), code, family, bool(face_to_face), units or 1))
         for services in by_patient.values():
             services.sort()
         return cls(by_patient)
@@ -70,7 +71,7 @@ class History:
 
     def counts(self, patient: str, seq: tuple[int, int], day: dt.date, code: str,
                family: str | None) -> dict[str, int]:
-        same_day = month = year = family_day = family_month = family_year = 0
+        same_day = same_day_units = month = year = family_day = family_month = family_year = 0
         last: dt.date | None = None
         last_any = last_in_person = last_remote = None
         for s in self._by_patient.get(patient, ()):
@@ -86,6 +87,7 @@ class History:
                 last_remote = s.day
             if s.code == code:
                 same_day += s.day == day
+                same_day_units += s.units if s.day == day else 0
                 month += (s.day.year, s.day.month) == (day.year, day.month)
                 year += s.day.year == day.year
                 last = s.day
@@ -95,6 +97,7 @@ class History:
                 family_day += s.day == day
         result = {
             "history.same_code_same_day": same_day,
+            "history.same_code_units_same_day": same_day_units,
             "history.same_code_this_month": month,
             "history.same_code_this_year": year,
             "history.same_family_same_day": family_day,

@@ -74,7 +74,8 @@ def scrub_files(paths: list[Path], policy: PolicySet, known_on: dt.date, writer:
                 payer: str | None = None, encounters: Path | None = None, store: "Store | None" = None,
                 workers: int | None = None, scheduler: str | None = None, dask: bool = False,
                 options: dict[str, Any] | None = None, chunk_size: int = CHUNK,
-                progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None) -> FileRun:
+                progress: Callable[[int], None] | None = None, total: Callable[[int], None] | None = None,
+                reference: str | None = None) -> FileRun:
     """Scrub files a chunk at a time into ``writer``; with a store, keep the run in chunks.
 
     The run becomes visible in the store only when it is complete; a failure removes
@@ -83,7 +84,7 @@ def scrub_files(paths: list[Path], policy: PolicySet, known_on: dt.date, writer:
     try:
         source = Input(paths, policy)
         ctx = Context(policy, known_on, payer, read_encounters(encounters) if encounters else None,
-                      with_bodies=store is not None)
+                      with_bodies=store is not None, reference=reference)
     except BaseException:
         writer.abort()  # nothing was judged: leave no report behind
         raise
@@ -191,16 +192,19 @@ class Commit(Protocol):
 def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
                 store: "Store | None", options: dict[str, Any] | None = None,
                 progress: Callable[[int], None] | None = None, resolver: Resolver | None = None,
-                commit: Commit | None = None) -> RunOutcome:
+                commit: Commit | None = None, reference: str | None = None) -> RunOutcome:
     """Scrub a batch held in memory (the service's requests); with a store, use its history and keep the run.
 
     A caller serving many batches passes one ``resolver``, so snapshots are resolved and compiled once.
     """
+    if resolver is None:
+        from .reference.lookup import open_reference
+
+        resolver = Resolver(policy, open_reference(reference))
     if store is None:
         return RunOutcome(scrub(items, policy, known_on, progress=progress, resolver=resolver), None)
     store.import_policy(policy)
     upto = store.max_claim_record()
-    resolver = resolver or Resolver(policy)
     history = store.history_for(items, family_lookup(policy, known_on, resolver), upto)
     result = scrub(items, policy, known_on, history=history, progress=progress, resolver=resolver)
     if commit is not None and not commit.allow():
@@ -220,13 +224,16 @@ def replay(store: "Store", run_id: str) -> tuple[ScrubResult | None, list[tuple[
     A run small enough to keep its input is replayed from the store; a larger one re-reads
     its files and fails if their digest is not the one the run recorded.
     """
+    from .reference.lookup import reference_path
+
     run, rows = store.get_run(run_id)
     policy = store.load_policy(run.policy_digest)
+    reference = reference_path(store.url)
     stored = [(r.claim_position, json.loads(r.body)) for r in rows]
     if run.input:
         items = _decode(json.loads(run.input))
         history = store.history_for(items, family_lookup(policy, run.known_on), run.history_upto)
-        result = scrub(items, policy, run.known_on, history=history)
+        result = scrub(items, policy, run.known_on, history=history, reference=reference)
         fresh = [(c.position, f.as_dict()) for c in result.claims for f in c.findings]
         return result, stored, fresh
     sources = json.loads(run.sources or "[]")
@@ -239,7 +246,7 @@ def replay(store: "Store", run_id: str) -> tuple[ScrubResult | None, list[tuple[
     options = json.loads(run.options or "{}")
     source = Input(paths, policy)
     ctx = Context(policy, run.known_on, (options.get("payer") or "").lower() or None,
-                  read_encounters(encounters[0]) if encounters else None)
+                  read_encounters(encounters[0]) if encounters else None, reference=reference)
     fresh: list[tuple[int, dict]] = []
 
     def sink(records: list[dict]) -> None:

@@ -105,7 +105,7 @@ def ask(policy: PolicySet, q: Question, payers: list[str], known_on: dt.date) ->
     result = scrub(claims, policy, known_on)
     answers = []
     for (payer, state), outcome in zip(targets, result.claims):
-        decided = [f for f in outcome.findings if not f.missing]
+        decided = [f for f in outcome.findings if not f.missing and f.severity != "info"]
         verdict = VERDICT[outcome.status]
         if outcome.status == "review" and not decided:
             verdict = "cannot tell"

@@ -68,7 +68,7 @@ def add_to_history(history: History, claim: Claim, position: int, family: Callab
     for number, line in enumerate(claim.lines, 1):
         day = claim.line_date(line)
         history.add(claim.patient.id, Service(day, (position, number), line.code, family(day, line.code),
-                                              in_person(claim, line)))
+                                              in_person(claim, line), line.units))
 
 
 def known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -> Claim | InvalidClaim:
@@ -86,13 +86,18 @@ def known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) ->
 
 
 def scrub_iter(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
-               history: History | None = None, resolver: Resolver | None = None) -> Iterator[ClaimResult]:
+               history: History | None = None, resolver: Resolver | None = None,
+               reference: str | None = None) -> Iterator[ClaimResult]:
     """Judge every claim, yielding each result as it is ready (a large batch need not be held).
 
-    A caller judging many small batches passes one ``resolver`` so snapshots are resolved once.
+    A caller judging many small batches passes one ``resolver`` so snapshots are resolved once;
+    ``reference`` is the SQLite file of imported CMS releases, when there is one.
     """
     items = [known_payer(item, policy, position) for position, item in enumerate(items, 1)]
-    resolver = resolver or Resolver(policy)
+    if resolver is None:
+        from .reference.lookup import open_reference
+
+        resolver = Resolver(policy, open_reference(reference))
     history = history if history is not None else History()
     for position, item in enumerate(items, 1):
         if isinstance(item, Claim):
@@ -111,10 +116,10 @@ def scrub_iter(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_o
 
 def scrub(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
           history: History | None = None, progress: Callable[[int], None] | None = None,
-          resolver: Resolver | None = None) -> ScrubResult:
+          resolver: Resolver | None = None, reference: str | None = None) -> ScrubResult:
     """Judge every claim; a bad claim is reported as invalid and the batch goes on."""
     results: list[ClaimResult] = []
-    for result in scrub_iter(items, policy, known_on, history, resolver):
+    for result in scrub_iter(items, policy, known_on, history, resolver, reference):
         results.append(result)
         if progress:
             progress(1)

@@ -221,7 +221,7 @@ def app_from_config(config: dict[str, Any]) -> FastAPI:
     policy = load_policies(config["policies"])
     store = None if config["no_store"] else Store(config["db"])
     tokens = load_tokens(Path(config["tokens_file"]) if config["tokens_file"] else None)
-    return create_app(policy, store, tokens, Limits(**config["limits"]))
+    return create_app(policy, store, tokens, Limits(**config["limits"]), config.get("reference"))
 
 
 def serve_worker(host: str, port: int, config: str) -> None:
@@ -249,10 +249,16 @@ def serve_worker(host: str, port: int, config: str) -> None:
     server.run(sockets=[sock])
 
 
-def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits: Limits | None = None) -> FastAPI:
+def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits: Limits | None = None,
+               reference: str | None = None) -> FastAPI:
+    """The API; ``reference`` is the SQLite file of imported CMS releases (default: the store's)."""
+    from .reference.lookup import open_reference, reference_path
+
     limits = limits or Limits()
+    if reference is None and store is not None:
+        reference = reference_path(store.url)
     # One resolver for every request: snapshots (and their compiled rules) are made once per process.
-    resolver = Resolver(policy)
+    resolver = Resolver(policy, open_reference(reference))
     if store is not None:
         store.import_policy(policy)  # at start, not raced by the first concurrent requests
     # The docs pages are served below, behind the same token as the API, with bundled assets.

@@ -34,6 +34,7 @@ from .claims import Claim, InvalidClaim
 from .findings import Finding
 from .history import History, in_person
 from .policy.model import PolicySet
+from .reference import tables as _reference_tables  # noqa: F401  (their tables are part of the schema)
 
 ENV_DB = "PAYERPOLICY_DB"
 
@@ -146,7 +147,7 @@ class IdempotentRequest(SQLModel, table=True):
 
 
 # The newest schema revision this code knows, and every one before it (see engine/migrations).
-SCHEMA_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004")
 SCHEMA_HEAD = SCHEMA_REVISIONS[-1]
 
 BUSY_SECONDS = 30
@@ -412,7 +413,7 @@ class Store:
         return History.from_rows(self.history_rows(patients, upto, lambda found: set(found) & ids, family))
 
     def history_rows(self, patients: list[str], upto: int | None, in_batch, family) -> list[tuple]:
-        """Stored services of these patients as (patient, day ordinal, seq, line, code, family, in person) rows.
+        """Stored services of these patients as (patient, day ordinal, seq, line, code, family, in person, units) rows.
 
         ``in_batch`` names which claim ids belong to the batch being judged: those are
         judged now, so they are not their own history.
@@ -428,7 +429,7 @@ class Store:
             for number, line in enumerate(claim.lines, 1):
                 day = claim.line_date(line)
                 rows.append((record.patient_id, day.toordinal(), record.id - 10**12, number, line.code,
-                             family(claim, day, line.code), in_person(claim, line)))
+                             family(claim, day, line.code), in_person(claim, line), line.units))
         return rows
 
     def max_claim_record(self) -> int:

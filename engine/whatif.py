@@ -170,22 +170,22 @@ class Comparison:
                             "b": round(sum(c.at_risk_b for c in self.changes), 2)}}
 
 
-def _scrub(items: list, policy: PolicySet, known_on: dt.date, workers: int) -> ScrubResult:
+def _scrub(items: list, policy: PolicySet, known_on: dt.date, workers: int, reference: str | None) -> ScrubResult:
     if workers > 1:
         from .batch import scrub_in_processes
 
-        return scrub_in_processes(items, policy, known_on, workers)
-    return scrub(items, policy, known_on)
+        return scrub_in_processes(items, policy, known_on, workers, reference)
+    return scrub(items, policy, known_on, reference=reference)
 
 
 def claim_variants(items: list, policy: PolicySet, known_on: dt.date, sets: list[str],
-                   workers: int = 1) -> list[Comparison]:
+                   workers: int = 1, reference: str | None = None) -> list[Comparison]:
     """The batch as given (a) against each combination of --set values (b)."""
-    baseline = _scrub(items, policy, known_on, workers)
+    baseline = _scrub(items, policy, known_on, workers, reference)
     comparisons = []
     for combo in parse_sets(sets):
         varied = variant_items(items, combo)
-        result = _scrub(varied, policy, known_on, workers)
+        result = _scrub(varied, policy, known_on, workers, reference)
         label = ", ".join(f"{p}={v}" for p, v in combo)
         comparisons.append(Comparison(label, "as given", label, compare(items, baseline, varied, result),
                                       short=" ".join(v or "-" for _, v in combo)))
@@ -193,16 +193,16 @@ def claim_variants(items: list, policy: PolicySet, known_on: dt.date, sets: list
 
 
 def knowledge_dates(items: list, policy: PolicySet, first: dt.date, second: dt.date,
-                    workers: int = 1) -> Comparison:
-    a = _scrub(items, policy, first, workers)
-    b = _scrub(items, policy, second, workers)
+                    workers: int = 1, reference: str | None = None) -> Comparison:
+    a = _scrub(items, policy, first, workers, reference)
+    b = _scrub(items, policy, second, workers, reference)
     return Comparison(f"known on {first} vs {second}", f"known on {first}", f"known on {second}",
                       compare(items, a, items, b))
 
 
 def policy_trees(items: list, policy_a: PolicySet, policy_b: PolicySet, known_on: dt.date,
-                 workers: int = 1) -> Comparison:
-    a = _scrub(items, policy_a, known_on, workers)
-    b = _scrub(items, policy_b, known_on, workers)
+                 workers: int = 1, reference: str | None = None) -> Comparison:
+    a = _scrub(items, policy_a, known_on, workers, reference)
+    b = _scrub(items, policy_b, known_on, workers, reference)
     return Comparison(f"policy {policy_a.digest[7:19]} vs {policy_b.digest[7:19]}", policy_a.root, policy_b.root,
                       compare(items, a, items, b))

@@ -10,6 +10,7 @@ from engine.chaining import EngineError, compiled_for
 from engine.claims import parse_claims_text
 from engine.judge import judge_claim
 from engine.policy.snapshot import resolve
+from .conftest import judged
 
 KNOWN = dt.date(2026, 11, 27)
 
@@ -20,7 +21,7 @@ def one(raw):
 
 
 def rules_of(findings):
-    return sorted((f.rule, f.line) for f in findings)
+    return sorted((f.rule, f.line) for f in judged(findings))
 
 
 def test_a_line_two_rules_hit_gets_both_findings(policy):
@@ -33,7 +34,7 @@ def test_a_line_two_rules_hit_gets_both_findings(policy):
 
 def test_a_clean_line_no_rule_matches_is_not_an_error(policy):
     c = one({"id": "B", "payer": "commercial", "service_date": "2024-03-05", "lines": [{"code": "99213"}]})
-    assert judge_claim(c, resolve(policy, "commercial", None, KNOWN), None) == []
+    assert judged(judge_claim(c, resolve(policy, "commercial", None, KNOWN), None)) == []
 
 
 def test_the_same_claim_judged_again_raises_no_observed_exception_and_leaves_no_facts(policy):
@@ -61,7 +62,7 @@ def test_derived_facts_chain_and_absence_is_sound(policy):
     snap = resolve(policy, "uhc", None, KNOWN)
     c = one({"id": "E", "payer": "uhc", "service_date": "2023-04-03", "place_of_service": "10",
              "encounter": {"modality": "audio-only"}, "lines": [{"code": "99213"}]})
-    (finding,) = judge_claim(c, snap, None)
+    (finding,) = judged(judge_claim(c, snap, None))
     assert finding.rule == "commercial.uhc.audio-only-93"
     assert "derived audio-only-telehealth (rule cpt.audio-only-telehealth)" in finding.trace
 

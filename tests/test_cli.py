@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 
-from .conftest import ROOT
+from .conftest import ROOT, judged
 
 runner = CliRunner()
 EXAMPLES = str(ROOT / "examples" / "claims.json")
@@ -37,7 +37,7 @@ def test_scrub_json_is_the_design_shape(db_url):
     assert data["summary"] == {"claims": 6, "clean": 2, "review": 0, "reject": 3, "invalid": 1, "history": 0}
     ex1 = data["claims"][0]
     assert ex1["id"] == "EX-1" and ex1["status"] == "reject"
-    (finding,) = ex1["findings"]
+    (finding,) = judged(ex1["findings"])
     assert set(finding) == {"rule", "revision", "layer", "severity", "line", "code", "carc", "group", "rarc",
                             "message", "fix", "source", "confidence", "effective", "trace"}
     assert (finding["rule"], finding["carc"], finding["group"], finding["rarc"]) == (
@@ -54,7 +54,7 @@ def test_the_lapse_claim_rejects_as_known_in_the_lapse_and_not_today(tmp_path, d
     path.write_text(json.dumps(LAPSE) + "\n")
     code, then = scrub_json(path, "--known-on", "2025-10-20", db=db_url)
     assert code == 1 and then["claims"][0]["status"] == "reject"
-    assert [f["rule"] for f in then["claims"][0]["findings"]] == ["medicare.telehealth-home-non-behavioral"]
+    assert [f["rule"] for f in judged(then["claims"][0]["findings"])] == ["medicare.telehealth-home-non-behavioral"]
     assert then["claims"][0]["findings"][0]["revision"] == "2025-03-15"
     code, now = scrub_json(path, db=db_url)
     assert code == 0 and now["claims"][0]["status"] == "clean" and now["known_on"] == "2026-11-27"

@@ -18,7 +18,7 @@ from engine.denials import RemitFileError, analyze, read_remit_csv
 from engine.denials_bench import generate
 from engine.denials_report import render
 
-from .conftest import ROOT
+from .conftest import ROOT, judged
 
 TODAY = dt.date(2026, 11, 27)
 runner = CliRunner()

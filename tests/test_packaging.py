@@ -6,7 +6,7 @@ import subprocess
 import sys
 import zipfile
 
-from .conftest import ROOT
+from .conftest import ROOT, judged
 
 
 def test_wheel_carries_the_policy_tree_and_scrubs_outside_the_checkout(tmp_path):

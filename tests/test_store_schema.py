@@ -16,7 +16,7 @@ from engine import store as store_module
 from engine.pipeline import scrub_items
 from engine.store import SCHEMA_HEAD, SCHEMA_REVISIONS, SQLModel, Store, StoreBusy, StoreError
 
-from .conftest import ROOT, claims
+from .conftest import ROOT, claims, judged
 
 KNOWN = dt.date(2026, 11, 27)
 
@@ -169,7 +169,7 @@ def test_postgresql_store_url_works_end_to_end_when_a_server_is_here(postgres_ur
     assert store.schema_revision() == SCHEMA_HEAD
     first = scrub_items(claims(visit("PG-1")), policy, KNOWN, store)
     second = scrub_items(claims(visit("PG-2")), policy, KNOWN, store)
-    assert [f.rule for f in second.result.claims[0].findings] == ["cpt.duplicate-line"]
+    assert [f.rule for f in judged(second.result.claims[0].findings)] == ["cpt.duplicate-line"]
     assert {r.id for r in store.runs()} == {first.run_id, second.run_id}
     engine = create_engine(postgres_url)
     with engine.connect() as connection:

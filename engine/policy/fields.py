@@ -94,6 +94,31 @@ FIELDS: dict[str, FieldSpec] = {
         _f("code.age_ok", "bool", "patient.birth_date", "patient age is in the code's age band (true if none)", True),
         _f("code.biller_ok", "bool", "rendering_provider.type", "the provider type may bill the code (true if any may)", True),
         _f("code.primary_on_claim", "bool", None, "an add-on's primary code is on another line"),
+        # From imported CMS releases (payerpolicy data import), in the program the payer's layers name.
+        _f("reference.program", "str", None, "whose CMS tables the payer reads: medicare or medicaid"),
+        _f("reference.unchecked", "set", None,
+           "reference data kinds no imported release covers for the date as known (on the claim's first such line)"),
+        _f("ptp.covered", "bool", None, "an imported NCCI PTP release covers the date of service"),
+        _f("ptp.denied_with", "set", None,
+           "codes on the claim's other lines that date with which this line is a PTP column-two code, not bypassed"),
+        _f("ptp.modifier_allowed", "bool", None, "every edit denying this line allows an NCCI-associated modifier"),
+        _f("ptp.em_line", "bool", None, "this line is the E/M of the pair (modifier 25 goes here)"),
+        _f("mue.covered", "bool", None, "an imported MUE release covers the date of service"),
+        _f("mue.value", "int", None, "the code's MUE: units per line (MAI 1) or per date of service (MAI 2, 3)"),
+        _f("mue.mai", "int", None, "the MUE adjudication indicator: 1 line, 2 date (policy), 3 date (clinical)"),
+        _f("mue.units_on_date", "int", None,
+           "units of the code for the patient that date: this line and the lines and claims before it"),
+        _f("addon.covered", "bool", None, "an imported add-on code edit release covers the date of service"),
+        _f("addon.type", "int", None, "the add-on code edit type (1, 2, 3) of an add-on code"),
+        _f("addon.primaries", "set", None, "the primary codes the add-on edit lists (types 1 and 3)"),
+        _f("addon.primary_present", "bool", None, "one of the listed primaries is on another line that date"),
+        _f("mpfs.covered", "bool", None, "an imported MPFS indicator release covers the date of service"),
+        _f("mpfs.status", "str", None, "the physician fee schedule status code (A, B, I, N, X...)"),
+        _f("mpfs.global_days", "str", None, "the global surgery period (000, 010, 090, XXX, ZZZ...)"),
+        _f("telehealth_list.covered", "bool", None, "an imported Medicare telehealth list covers the date"),
+        _f("telehealth_list.listed", "bool", None, "the code is on the Medicare telehealth list on the date"),
+        _f("telehealth_list.status", "str", None, "the list's status for the code (permanent, provisional...)"),
+        _f("telehealth_list.audio_only", "bool", None, "the list says audio-only interaction can meet the requirements"),
         _f("history.days_since_any_service", "int", "patient.id",
            "days since the patient's latest service on an earlier date, any code (99999 if none on record)"),
         _f("history.days_since_in_person", "int", "patient.id",
@@ -101,6 +126,8 @@ FIELDS: dict[str, FieldSpec] = {
         _f("history.days_since_remote", "int", "patient.id",
            "days since the patient's latest telehealth or other remote service before this line (99999 if none)"),
         _f("history.same_code_same_day", "int", "patient.id", "same code, same patient, same date, before this line"),
+        _f("history.same_code_units_same_day", "int", "patient.id",
+           "units of the same code for the patient on the same date, before this line"),
         _f("history.days_since_same_code", "int", "patient.id", "days since the same code for the patient (99999 if never)"),
         _f("history.same_code_this_month", "int", "patient.id", "same code this calendar month before this line"),
         _f("history.same_code_this_year", "int", "patient.id", "same code this calendar year before this line"),
@@ -161,7 +188,8 @@ class AnyOf:
 Cond = Union[Test, AllOf, AnyOf]
 
 _SET_OPS = {"has", "has_any", "lacks"}
-_UPPER = {"line.code", "claim.other_codes", "line.modifiers", "claim.other_modifiers", "claim.state"}
+_UPPER = {"line.code", "claim.other_codes", "line.modifiers", "claim.other_modifiers", "claim.state",
+          "ptp.denied_with", "addon.primaries", "mpfs.status", "mpfs.global_days"}
 _SCALAR_OPS = {"eq", "ne", "in", "not_in", "lt", "lte", "gt", "gte"}
 _ORDERED = {"int", "date"}
 _DERIVED_NAME = re.compile(r"^[a-z][a-z0-9-]*$")

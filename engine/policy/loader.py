@@ -143,6 +143,11 @@ class _Loader:
             return
         layer = self.layers.setdefault(parsed.layer, Layer(name=parsed.layer))
         layer.files.append(shown)
+        if parsed.reference_data is not None:
+            if layer.reference_data not in (None, parsed.reference_data):
+                self.err(shown, line_of(doc, ("reference_data",)),
+                         f"layer '{layer.name}' already reads {layer.reference_data} reference data in another file")
+            layer.reference_data = parsed.reference_data
         for key, source in parsed.sources.items():
             where = Where(file=shown, line=line_of(doc, ("sources", key)))
             if key in self.sources:
@@ -343,7 +348,7 @@ class _Loader:
                 self.err(shown, where.line, f"case '{case.name}': an expectation is a rule id or {{rule, line, severity}}")
                 return
         self.cases.append(Case(name=case.name, layer=layer, claim=raw_claim, known_on=case.known_on,
-                               history=history, expect=expects,
+                               history=history, expect=expects, data=case.data.rows() if case.data else None,
                                expect_not=case.expect_not, status=case.status, where=where))
 
     # ---- across files ---------------------------------------------------------------

@@ -126,9 +126,74 @@ class CodeRevisionFile(_Strict):
     values: list[CodeValueFile]
 
 
+class PtpRowFile(_Strict):
+    column1: str
+    column2: str
+    effective: dt.date = dt.date(1996, 1, 1)
+    deletion: dt.date | None = None
+    modifier: Literal[0, 1, 9]
+
+
+class MueRowFile(_Strict):
+    code: str
+    value: int = Field(ge=0)
+    mai: Literal[1, 2, 3]
+
+
+class AddonRowFile(_Strict):
+    addon: str
+    primary: str | None = None
+    type: Literal[1, 2, 3]
+    effective: dt.date = dt.date(1996, 1, 1)
+    deletion: dt.date | None = None
+
+
+class MpfsRowFile(_Strict):
+    code: str
+    modifier: str = ""
+    status: str = Field(pattern=r"^[A-Z]$")
+    global_days: str | None = None
+
+
+class TelehealthRowFile(_Strict):
+    code: str
+    status: str | None = None
+    audio_only: bool | None = None
+    effective: dt.date | None = None
+
+
+class CaseDataFile(_Strict):
+    """A case's own rows of CMS reference data, in force on every date (kinds as `data import` names them)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    ncci_ptp: list[PtpRowFile] = Field(default_factory=list, alias="ncci-ptp")
+    ncci_mue: list[MueRowFile] = Field(default_factory=list, alias="ncci-mue")
+    ncci_addon: list[AddonRowFile] = Field(default_factory=list, alias="ncci-addon")
+    mpfs_indicators: list[MpfsRowFile] = Field(default_factory=list, alias="mpfs-indicators")
+    telehealth_list: list[TelehealthRowFile] = Field(default_factory=list, alias="telehealth-list")
+
+    def rows(self) -> dict[str, list[list[Any]]]:
+        """Each kind's rows in its table's column order, dates as ISO text."""
+        def iso(d: dt.date | None) -> str | None:
+            return d.isoformat() if d else None
+
+        found = {
+            "ncci-ptp": [[r.column1.upper(), r.column2.upper(), iso(r.effective), iso(r.deletion), r.modifier, None]
+                         for r in self.ncci_ptp],
+            "ncci-mue": [[r.code.upper(), r.value, r.mai, None] for r in self.ncci_mue],
+            "ncci-addon": [[r.addon.upper(), r.primary.upper() if r.primary else None, r.type, iso(r.effective),
+                            iso(r.deletion)] for r in self.ncci_addon],
+            "mpfs-indicators": [[r.code.upper(), r.modifier.upper(), r.status, r.global_days]
+                                for r in self.mpfs_indicators],
+            "telehealth-list": [[r.code.upper(), r.status, r.audio_only, iso(r.effective)] for r in self.telehealth_list],
+        }
+        return {kind: rows for kind, rows in found.items() if rows}
+
+
 class CaseFile(_Strict):
     name: str
     claim: dict[str, Any]
+    data: CaseDataFile | None = None
     known_on: dt.date | None = None
     history: list[dict[str, Any]] = Field(default_factory=list)
     expect: list[str | dict[str, Any]] = Field(default_factory=list)
@@ -139,6 +204,8 @@ class CaseFile(_Strict):
 class PolicyFile(_Strict):
     layer: str
     title: str | None = None
+    # Which program's CMS tables (data import) this layer's claims are judged with; a later layer wins.
+    reference_data: Literal["medicare", "medicaid", "none"] | None = None
     sources: dict[str, Source] = Field(default_factory=dict)
     diagnosis_groups: dict[str, DiagnosisGroup] = Field(default_factory=dict)
     codes: dict[str, list[CodeValueFile] | dict[str, list[CodeRevisionFile]]] = Field(default_factory=dict)
@@ -233,10 +300,12 @@ class Case(BaseModel):
     expect_not: list[str]
     status: str | None
     where: Where
+    data: dict[str, list[list[Any]]] | None = None
 
 
 class Layer(BaseModel):
     name: str
+    reference_data: str | None = None
     files: list[str] = Field(default_factory=list)
     rules: list[RuleRevision] = Field(default_factory=list)
     disables: list[Disable] = Field(default_factory=list)

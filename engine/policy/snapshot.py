@@ -83,6 +83,16 @@ class Snapshot:
     rules: list[ActiveRule] = field(default_factory=list)
     diagnosis_groups: dict[str, DiagnosisGroup] = field(default_factory=dict)
     _codes: dict[str, list[CodeRevision]] = field(default_factory=dict)
+    reference_program: str | None = None  # medicare, medicaid, or None: the payer reads no CMS tables
+    reference: Any = None  # engine.reference.lookup.Reference, when releases are imported
+
+    @cached_property
+    def reference_families(self) -> tuple[str, ...]:
+        """The reference-data fact families (ptp, mue...) this payer's rules read: only those are looked up."""
+        from ..reference.linefacts import FAMILIES
+
+        used = {name.split(".", 1)[0] for rule in self.rules for name in rule.fields}
+        return tuple(f for f in FAMILIES if f in used)
 
     @cached_property
     def signature(self) -> tuple:
@@ -159,14 +169,17 @@ class Snapshot:
         self._segments: dict[str, Any] = {}
 
 
-def resolve(policy: PolicySet, payer_key: str, state: str | None, known_on: dt.date) -> Snapshot:
+def resolve(policy: PolicySet, payer_key: str, state: str | None, known_on: dt.date, reference: Any = None) -> Snapshot:
     payer = policy.payers[payer_key]
     chain = payer.chain(state)
     selected: dict[str, RuleRevision] = {}
     groups: dict[str, DiagnosisGroup] = {}
     codes: dict[str, list[CodeRevision]] = {}
+    program: str | None = None
     for name in chain:
         layer = policy.layers[name]
+        if layer.reference_data is not None:
+            program = None if layer.reference_data == "none" else layer.reference_data
         by_id: dict[str, list[RuleRevision]] = {}
         for revision in layer.rules:
             by_id.setdefault(revision.rule_id, []).append(revision)
@@ -184,14 +197,15 @@ def resolve(policy: PolicySet, payer_key: str, state: str | None, known_on: dt.d
                 codes.setdefault(code, []).append(chosen)
     rules = [ActiveRule(rev, parse_when(rev.when, ())) for rev in selected.values()]
     return Snapshot(policy=policy, payer=payer, chain=chain, known_on=known_on, rules=rules,
-                    diagnosis_groups=groups, _codes=codes)
+                    diagnosis_groups=groups, _codes=codes, reference_program=program, reference=reference)
 
 
 class Resolver:
     """Snapshots cached per layer chain and knowledge date."""
 
-    def __init__(self, policy: PolicySet):
+    def __init__(self, policy: PolicySet, reference: Any = None):
         self.policy = policy
+        self.reference = reference
         self._cache: dict[tuple, Snapshot] = {}
 
     def get(self, payer_key: str, state: str | None, known_on: dt.date) -> Snapshot:
@@ -201,6 +215,6 @@ class Resolver:
             # States without an overlay share the payer's snapshot (and so its compiled rules).
             found = self._cache.get((payer_key, chain, known_on))
             if found is None:
-                found = self._cache[(payer_key, chain, known_on)] = resolve(self.policy, payer_key, state, known_on)
+                found = self._cache[(payer_key, chain, known_on)] = resolve(self.policy, payer_key, state, known_on, self.reference)
             self._cache[(payer_key, state, known_on)] = found
         return found
