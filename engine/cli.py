@@ -22,10 +22,13 @@ from .policy.snapshot import resolve
 
 app = typer.Typer(help="A payer-policy rules engine for professional claims: scrub, explain, ask what-if.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+from .reference.cli import data_app  # noqa: E402  (its heavy imports are inside the commands)
+
 policy_app = typer.Typer(help="Validate, test and inspect the policy tree.", no_args_is_help=True)
 runs_app = typer.Typer(help="Stored scrub runs: list and replay.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(runs_app, name="runs")
+app.add_typer(data_app, name="data")
 
 # Piped or captured output keeps whole values: a table is never squeezed to an 80-column guess.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
@@ -634,14 +637,18 @@ def policy_validate(policies: Optional[Path] = PoliciesOpt) -> None:
 
 
 @policy_app.command("lint")
-def policy_lint(policies: Optional[Path] = PoliciesOpt, known_on: Optional[str] = KnownOnOpt) -> None:
-    """Checks beyond validity: code-life gaps, coverage both ways, low-confidence errors, unused sources.
+def policy_lint(policies: Optional[Path] = PoliciesOpt, known_on: Optional[str] = KnownOnOpt,
+                db: Optional[str] = DbOpt) -> None:
+    """Checks beyond validity: code-life gaps, coverage both ways, low-confidence errors, unused sources,
+    and imported CMS releases older than the current quarter.
 
     Exit 1 when any check reports something.
     """
     from .lint import lint
+    from .reference.lookup import imported_releases
 
-    report = lint(_load(policies), known_on or clock.today())
+    today = clock.today()
+    report = lint(_load(policies), known_on or today, imported_releases(db), today)
     for check, items in report.checks.items():
         mark = "[green]ok[/]" if not items else f"[yellow]{len(items)}[/]"
         out.print(f"{mark}  {check}", highlight=False)

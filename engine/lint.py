@@ -35,7 +35,25 @@ def code_gaps(policy: PolicySet) -> list[str]:
     return found
 
 
-def lint(policy: PolicySet, known_on: dt.date) -> LintReport:
+def stale_releases(policy: PolicySet, releases, today: dt.date) -> list[str]:
+    """The newest imported release of each kind a program the tree reads, when it ends before
+    the current quarter: claims of this quarter would be judged without CMS's tables."""
+    from .reference.releases import current_quarter, period_of
+
+    programs = {layer.reference_data for layer in policy.layers.values()} - {None, "none"}
+    quarter_start = period_of(current_quarter(today))[0]
+    newest: dict[tuple[str, str], object] = {}
+    for r in releases:
+        if r.program in programs and ((r.kind, r.program) not in newest
+                                      or r.period_end > newest[(r.kind, r.program)].period_end):
+            newest[(r.kind, r.program)] = r
+    return [f"{kind} ({program}): the newest imported release is {r.name} (to {r.period_end}), older than "
+            f"{current_quarter(today)}: import the current one (payerpolicy data import)"
+            for (kind, program), r in sorted(newest.items()) if r.period_end < quarter_start]
+
+
+def lint(policy: PolicySet, known_on: dt.date, releases=None, today: dt.date | None = None) -> LintReport:
+    """``releases``: the store's imported CMS releases, checked for age against ``today`` when given."""
     report = LintReport()
     # These are load errors; a tree that loaded has none, and lint says so explicitly.
     report.checks["overlapping revisions"] = []
@@ -60,4 +78,7 @@ def lint(policy: PolicySet, known_on: dt.date) -> LintReport:
         cited |= {g.source for g in layer.diagnosis_groups.values()}
         cited |= {v.source for revs in layer.codes.values() for rev in revs for v in rev.values}
     report.checks["sources no rule or value cites"] = sorted(set(policy.sources) - cited)
+    if releases is not None:
+        report.checks["CMS releases older than the current quarter"] = stale_releases(policy, releases,
+                                                                                    today or known_on)
     return report

@@ -172,6 +172,12 @@ def in_memory(data: dict[str, list[tuple]], programs: tuple[str, ...] = ("medica
     return Reference(None, db)
 
 
+def imported_releases(url: str | None) -> list[Release]:
+    """Every imported release, without creating a store that is not there."""
+    path = reference_path(url)
+    return list(Reference(path).releases) if path else []
+
+
 def _has_tables(path: Path) -> bool:
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -218,7 +224,6 @@ def _cached_copy(store) -> str | None:
     try:
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
-        rows: dict[str, Any] = {}
         with store.engine.connect() as connection:
             from sqlalchemy import text
 
@@ -234,9 +239,21 @@ def _cached_copy(store) -> str | None:
                 db.executemany(f"INSERT INTO {ROW_TABLES[kind].__tablename__} ({', '.join(columns)}) "
                                f"VALUES ({', '.join('?' * len(columns))})",
                                ([v.isoformat() if isinstance(v, dt.date) else v for v in row] for row in result))
-        del rows
         db.commit()
     finally:
         db.close()
     os.replace(partial, target)
+    _forget_old_copies(folder, target)
     return str(target)
+
+
+def _forget_old_copies(folder: Path, keep: Path, days: int = 7) -> None:
+    """Copies of earlier sets of releases, unused for a week, go: each can be as large as a release."""
+    import time
+
+    for old in folder.glob("reference-*.sqlite"):
+        try:
+            if old != keep and time.time() - old.stat().st_atime > days * 86400:
+                old.unlink()
+        except OSError:
+            pass

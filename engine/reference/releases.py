@@ -17,13 +17,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from sqlalchemy import text
 from sqlmodel import Session, select
 
 from .. import clock
-from .layouts import KINDS, LayoutError, read_rows
+from .layouts import KINDS, read_rows
 from .tables import ROW_TABLES, RefRelease
 
 PROGRAMS = ("medicare", "medicaid")
@@ -94,12 +94,6 @@ def _check(kind: str, program: str) -> None:
 def _rows(kind: str, paths: list[Path]) -> Iterator[tuple]:
     for path in sorted(paths, key=lambda p: p.name):
         yield from read_rows(kind, path)
-
-
-def _digest_of(rows: Iterable[tuple], counter: list[int]) -> Iterator[tuple]:
-    for row in rows:
-        counter[0] += 1
-        yield row
 
 
 def _value(v: Any) -> str:
@@ -270,7 +264,8 @@ def diff_releases(store, kind: str, program: str, first: str, second: str, sampl
         changed: dict[str, int] = {}
         change_samples: list[dict[str, Any]] = []
         for column in values:
-            differs = (f"NOT (x.{column} = y.{column} OR (x.{column} IS NULL AND y.{column} IS NULL))")
+            differs = (f"((x.{column} IS NULL AND y.{column} IS NOT NULL) OR (x.{column} IS NOT NULL AND "
+                       f"y.{column} IS NULL) OR x.{column} <> y.{column})")
             base = f"FROM {table} x JOIN {table} y ON {on} WHERE x.release_id = :a AND y.release_id = :b AND {differs}"
             params = {"a": a.id, "b": b.id}
             changed[column] = query(f"SELECT COUNT(*) {base}", params)[0][0]
