@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m engine.bench_serve
 	$(BIN)/python -m engine.denials_bench --claims 100000 --workers 2
 	$(BIN)/python -m engine.denials_bench --claims 1000000 --workers 2
+	$(BIN)/python -m engine.reference_bench
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

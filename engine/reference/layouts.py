@@ -34,6 +34,7 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from functools import lru_cache
 from typing import Callable, Iterator
 
 KINDS = ("ncci-ptp", "ncci-mue", "ncci-addon", "mpfs-indicators", "telehealth-list")
@@ -228,35 +229,52 @@ def find_header(kind: str, rows: Iterator[Row], shown: str) -> tuple[dict[str, i
 
 
 # ---- values ---------------------------------------------------------------------------------
+# A release has a million and a half rows but a few thousand distinct codes and dates: each
+# distinct text is checked once. Dates come out as ISO text, as the store keeps them.
+
+_MISSING_DATES = ("", "*", "0", "9999999", "99991231")
+
+
+@lru_cache(maxsize=1 << 16)
+def _iso(text: str) -> str | None:
+    """A CMS date (YYYYMMDD, Julian YYYYDDD, ISO, or M/D/YYYY) as ISO text; None when it is none."""
+    try:
+        if len(text) == 8 and text.isdigit():
+            return dt.date(int(text[:4]), int(text[4:6]), int(text[6:])).isoformat()
+        if len(text) == 7 and text.isdigit():  # Julian: year and day of the year
+            day = dt.date(int(text[:4]), 1, 1) + dt.timedelta(days=int(text[4:]) - 1)
+            return day.isoformat() if day.year == int(text[:4]) else None
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return dt.date.fromisoformat(text).isoformat()
+        if re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", text):
+            month, day_, year = (int(p) for p in text.split("/"))
+            return dt.date(year, month, day_).isoformat()
+    except ValueError:
+        return None
+    return None
+
+
+def _date(value: str, shown: str, number: int, what: str, optional: bool = False) -> str | None:
+    text = value.strip()
+    if optional and text in _MISSING_DATES:
+        return None
+    found = _iso(text)
+    if found is None:
+        raise LayoutError(f"{shown}:{number}: {what} '{value}' is not a date (YYYYMMDD, YYYYDDD or YYYY-MM-DD)")
+    return found
+
+
+@lru_cache(maxsize=1 << 16)
+def _good_code(text: str) -> str | None:
+    code = text.strip().upper()
+    return code if _CODE.match(code) else None
 
 
 def _code(value: str, shown: str, number: int, what: str) -> str:
-    code = value.strip().upper()
-    if not _CODE.match(code):
+    code = _good_code(value)
+    if code is None:
         raise LayoutError(f"{shown}:{number}: {what} '{value}' is not a 5-character HCPCS/CPT code")
     return code
-
-
-def _date(value: str, shown: str, number: int, what: str, optional: bool = False) -> dt.date | None:
-    text = value.strip()
-    if optional and text in ("", "*", "0", "9999999", "99991231"):
-        return None
-    try:
-        if re.fullmatch(r"\d{8}", text):
-            return dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-        if re.fullmatch(r"\d{7}", text):  # Julian: year and day of the year
-            day = dt.date(int(text[:4]), 1, 1) + dt.timedelta(days=int(text[4:]) - 1)
-            if day.year != int(text[:4]):
-                raise ValueError
-            return day
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            return dt.date.fromisoformat(text)
-        if re.fullmatch(r"\d{1,2}/\d{1,2}/\d{4}", text):
-            month, day_, year = (int(p) for p in text.split("/"))
-            return dt.date(year, month, day_)
-    except ValueError:
-        pass
-    raise LayoutError(f"{shown}:{number}: {what} '{value}' is not a date (YYYYMMDD, YYYYDDD or YYYY-MM-DD)")
 
 
 def _int(value: str, shown: str, number: int, what: str, allowed: tuple[int, ...] | None = None) -> int:
@@ -282,10 +300,23 @@ def _get(cells: list[str], found: dict[str, int], name: str) -> str:
 
 
 # ---- each kind's rows -------------------------------------------------------------------------
-# Rows are plain tuples in the order of the kind's table columns (see tables.py).
+# Rows are plain tuples in the order of the kind's table columns (see tables.py), dates as ISO text.
+
+_INDICATORS = {"0": 0, "1": 1, "9": 9}
 
 
 def _ptp(cells, found, shown, number):
+    try:  # the common row, in a few lookups (a release is 1.5 million of them)
+        c1, c2 = _good_code(cells[found["column1"]]), _good_code(cells[found["column2"]])
+        effective = _iso(cells[found["effective"]].strip())
+        deletion_text = cells[found["deletion"]].strip()
+        deletion = None if deletion_text in _MISSING_DATES else _iso(deletion_text)
+        modifier = _INDICATORS.get(cells[found["modifier"]].strip()[:1])
+        if c1 and c2 and effective and modifier is not None and (deletion or deletion_text in _MISSING_DATES):
+            return c1, c2, effective, deletion, modifier, _get(cells, found, "rationale") or None
+    except IndexError:
+        pass
+    # Something is wrong with the row: say what, field by field.
     modifier = _int(_get(cells, found, "modifier"), shown, number, "modifier indicator", (0, 1, 9))
     return (_code(_get(cells, found, "column1"), shown, number, "column 1 code"),
             _code(_get(cells, found, "column2"), shown, number, "column 2 code"),

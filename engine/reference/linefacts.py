@@ -29,6 +29,7 @@ DISTINCT_MODIFIERS = frozenset({
 })
 FAMILIES = {"ptp": "ncci-ptp", "mue": "ncci-mue", "addon": "ncci-addon", "mpfs": "mpfs-indicators",
             "telehealth_list": "telehealth-list"}
+_COVERED = {family: f"{family}.covered" for family in FAMILIES}
 
 
 def is_em(code: str) -> bool:
@@ -86,7 +87,7 @@ def line_reference_facts(f: dict[str, Any], claim, number: int, line, day: dt.da
     reference = snapshot.reference
     if program is None or reference is None:
         for family in families:
-            f[f"{family}.covered"] = False
+            f[_COVERED[family]] = False
         if program is not None:
             _unchecked(f, claim, number, families, lambda kind, d: False)
         return
@@ -98,12 +99,13 @@ def line_reference_facts(f: dict[str, Any], claim, number: int, line, day: dt.da
 
     iso = day.isoformat()
     code = line.code
-    same_day = [(i, other) for i, other in enumerate(claim.lines, 1)
-                if i != number and claim.line_date(other) == day]
+    lines = claim.lines
+    same_day = [(i, other) for i, other in enumerate(lines, 1)
+                if i != number and claim.line_date(other) == day] if len(lines) > 1 else []
     for family in families:
         kind = FAMILIES[family]
-        found = release(kind, day)
-        f[f"{family}.covered"] = found is not None
+        found = reference.release(kind, program, day, known_on)
+        f[_COVERED[family]] = found is not None
         if found is None:
             continue
         if family == "ptp":
@@ -138,13 +140,11 @@ def line_reference_facts(f: dict[str, Any], claim, number: int, line, day: dt.da
 def _unchecked(f: dict[str, Any], claim, number: int, families, covered) -> None:
     """The families no release covers for this line's date, named on the claim's first line that
     lacks each (one note per claim and family, not one per line)."""
-    missing: set[str] = set()
-    for family in families:
-        kind = FAMILIES[family]
-        for i, other in enumerate(claim.lines[:number], 1):
-            if not covered(kind, claim.line_date(other)):
-                if i == number:
-                    missing.add(kind)
-                break
+    day = claim.line_date(claim.lines[number - 1])
+    earlier = {claim.line_date(other) for other in claim.lines[:number - 1]}
+    if day in earlier:
+        return  # an earlier line of the same date has said it
+    missing = {FAMILIES[family] for family in families if not covered(FAMILIES[family], day)
+               and all(covered(FAMILIES[family], d) for d in earlier)}
     if missing:
         f["reference.unchecked"] = missing
