@@ -116,7 +116,10 @@ def line_reference_facts(f: dict[str, Any], claim, number: int, line, day: dt.da
             row = reference.mue(found, code)
             if row is not None:
                 f["mue.value"], f["mue.mai"] = row
-                f["mue.units_on_date"] = line.units + f.get("history.same_code_units_same_day", 0)
+                before = f.get("history.same_code_units_same_day")
+                if before is None:  # no patient id, so no history: the claim's own earlier lines still count
+                    before = sum(o.units for i, o in same_day if i < number and o.code == code)
+                f["mue.units_on_date"] = line.units + before
         elif family == "addon":
             _addon(f, reference, found, code, iso, {o.code for _, o in same_day})
         elif family == "mpfs":
