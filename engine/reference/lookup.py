@@ -19,7 +19,7 @@ from typing import Any, Iterable
 
 import platformdirs
 
-from .releases import DATED_ROWS
+from .releases import chosen
 from .tables import ROW_TABLES, RefRelease
 
 MEMO = 1 << 16
@@ -81,14 +81,7 @@ class Reference:
         key = (kind, program, day, known_on)
         if key in self._chosen:
             return self._chosen[key]
-        best: Release | None = None
-        for r in self.releases:
-            if r.kind != kind or r.program != program or r.published > known_on or day > r.period_end:
-                continue
-            if kind not in DATED_ROWS and day < r.period_start:
-                continue
-            if best is None or (r.published, r.period_start, r.id) > (best.published, best.period_start, best.id):
-                best = r
+        best = chosen(self.releases, kind, program, day, known_on)
         if len(self._chosen) > MEMO:
             self._chosen.clear()
         found = self._chosen[key] = best.id if best else None

@@ -196,7 +196,7 @@ def list_releases(store) -> list[RefRelease]:
                                                              RefRelease.period_start, RefRelease.published)))
 
 
-def chosen(releases: list[RefRelease], kind: str, program: str, day: dt.date, known_on: dt.date) -> RefRelease | None:
+def chosen(releases, kind: str, program: str, day: dt.date, known_on: dt.date):
     """The release that governs a date of service as known on a date: of those published by then
     that cover the date, the latest published (a later release corrects an earlier one)."""
     best = None
