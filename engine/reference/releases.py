@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from .. import clock
@@ -170,7 +171,9 @@ def import_release(store, kind: str, program: str, name: str, paths: list[Path],
                                f"import a correction under its own name (for example {name}r1)")
         return ImportResult(existing, False)
 
-    def write(session: Session) -> RefRelease:
+    def write(session: Session) -> RefRelease | None:
+        if find_release(session, kind, program, name) is not None:
+            return None  # another process imported it while these files were read
         release = RefRelease(kind=kind, program=program, name=name, period_start=start, period_end=end,
                              published=published, digest="", files=json.dumps(sorted(p.name for p in paths)),
                              rows=0, imported_at=clock.now())
@@ -187,7 +190,13 @@ def import_release(store, kind: str, program: str, name: str, paths: list[Path],
         session.expunge(release)
         return release
 
-    return ImportResult(store._write(write), True)
+    try:
+        written = store._write(write)
+    except IntegrityError:  # the same race on PostgreSQL, caught by the unique name
+        written = None
+    if written is None:
+        return import_release(store, kind, program, name, paths, published)
+    return ImportResult(written, True)
 
 
 def list_releases(store) -> list[RefRelease]:

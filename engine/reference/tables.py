@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Index
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
 class RefRelease(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("kind", "program", "name", name="uq_refrelease_name"),)
     id: int | None = Field(default=None, primary_key=True)
     kind: str  # ncci-ptp, ncci-mue, ncci-addon, mpfs-indicators, telehealth-list
     program: str  # medicare or medicaid

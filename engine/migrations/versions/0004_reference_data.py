@@ -37,7 +37,8 @@ def upgrade() -> None:
         sa.Column("digest", _S, nullable=False),
         sa.Column("files", _S, nullable=False),
         sa.Column("rows", sa.Integer(), nullable=False),
-        sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False))
+        sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+        sa.UniqueConstraint("kind", "program", "name", name="uq_refrelease_name"))
     _rows("ptpedit",
           sa.Column("column1", _S, nullable=False), sa.Column("column2", _S, nullable=False),
           sa.Column("effective", sa.Date(), nullable=False), sa.Column("deletion", sa.Date(), nullable=True),
