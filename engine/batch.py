@@ -38,7 +38,7 @@ from .judge import judge_claim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
 from .scrub import family_of, known_payer
-from .sources import Input, JsonText, Structural
+from .sources import FileProblems, Input, JsonText, Structural
 from .tuva import TUVA_PAYER, map_payer_name
 
 CHUNK = 1000
@@ -110,6 +110,11 @@ def validate_item(raw: Any, position: int, encounters: dict[str, dict[str, Any]]
         return raw
     if isinstance(raw, InvalidClaim):
         return InvalidClaim(raw.id, position, raw.errors)
+    if isinstance(raw, FileProblems):
+        # A batch held in memory (the service, what-if, denials) has no files section: the
+        # problems stand as one entry without a claim id. Batches of files report them apart.
+        return InvalidClaim(None, position, [InputError(p.name + (f" segment {p.segment}" if p.segment else ""),
+                                                        p.reason) for p in raw.problems])
     if isinstance(raw, JsonText):
         if not encounters:
             try:
@@ -137,7 +142,9 @@ def validate_item(raw: Any, position: int, encounters: dict[str, dict[str, Any]]
     return checked
 
 
-def _claim_of(prep: _Prepared, raw: Any, position: int) -> Claim | InvalidClaim:
+def _claim_of(prep: _Prepared, raw: Any, position: int) -> Claim | InvalidClaim | FileProblems:
+    if isinstance(raw, FileProblems):
+        return raw
     ctx = prep.ctx
     item = validate_item(raw, position, ctx.encounters, prep.names)
     if ctx.payer and isinstance(item, Claim):
@@ -188,6 +195,9 @@ def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: 
     history = History.from_rows(history_rows)
     out = []
     for position, item in items:
+        if isinstance(item, FileProblems):
+            out.append({"position": position, "files": [p.as_dict() for p in item.problems]})
+            continue
         if isinstance(item, InvalidClaim):
             out.append({"position": position, "result": {"id": item.id, "status": "invalid", "position": position,
                                                          "errors": [e.as_dict() for e in item.errors]}})
@@ -441,6 +451,7 @@ class Summary:
     counts: dict[str, int] = field(default_factory=lambda: {"claims": 0, "clean": 0, "review": 0, "reject": 0,
                                                               "invalid": 0, "history": 0})
     findings: int = 0
+    files: list[dict] = field(default_factory=list)  # problems of files, outside any claim
 
     def add(self, record: dict) -> None:
         self.counts["claims"] += 1
@@ -449,7 +460,7 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.counts["reject"] or self.counts["invalid"] else 0
+        return 1 if self.counts["reject"] or self.counts["invalid"] or self.files else 0
 
 
 class StoreHistory:
@@ -512,8 +523,13 @@ def run_batch(source: Input, ctx: Context, executor, *, store_history: StoreHist
 
 def _emit(records: list[dict], summary: Summary, sink: Callable[[list[dict]], None],
           progress: Callable[[int], None] | None) -> None:
+    claims = []
     for record in records:
-        summary.add(record)
-    sink(records)
+        if "files" in record:
+            summary.files.extend(record["files"])
+        else:
+            summary.add(record)
+            claims.append(record)
+    sink(claims)
     if progress:
-        progress(len(records))
+        progress(len(claims))

@@ -177,6 +177,10 @@ def scrub(
         except (UsageError, writers.OutputError) as exc:
             err.print(f"[red]{exc}[/]", highlight=False)
             raise typer.Exit(2)
+    if format is Format.parquet:  # the tables have no place for them: say them here
+        for f in run.summary.files:
+            err.print(f"file {f['name']}" + (f" segment {f['segment']}" if f["segment"] else "") + f": {f['reason']}",
+                      style="magenta", markup=False, highlight=False)
     raise typer.Exit(run.summary.exit_code)
 
 

@@ -120,7 +120,7 @@ def scrub_files(paths: list[Path], policy: PolicySet, known_on: dt.date, writer:
         if store is not None:
             text = json.dumps(kept, sort_keys=True, default=str) if kept is not None else None
             store.finish_run(run_id, summary.counts, source.digest, text)
-        writer.close(summary.counts, run_id)
+        writer.close(summary.counts, run_id, summary.files)
     except BaseException:
         writer.abort()
         if store is not None and run_id is not None:

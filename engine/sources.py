@@ -42,6 +42,24 @@ class JsonText:
     text: bytes
 
 
+@dataclass(frozen=True)
+class FileProblem:
+    """A problem of a file, outside any claim's span (an envelope error, a file that holds no
+    claims): reported in the output's ``files`` section, never counted as a claim."""
+
+    name: str
+    segment: int | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "segment": self.segment, "reason": self.reason}
+
+
+@dataclass
+class FileProblems:
+    problems: list[FileProblem]
+
+
 @dataclass
 class Structural:
     """Claim data the X12 validator objected to (or a file-level problem when raw is None)."""
@@ -279,9 +297,8 @@ def x12_items(name: str, text: str, policy: PolicySet | None) -> list[Any]:
                      if mine else raw)
     rest = [(seg, reason) for seg, reason in parsed.errors] + \
            [(p.segment, p.reason) for p in problems if id(p) not in placed]
-    if rest:
-        items.append(Structural(None, [InputError(name + (f" segment {seg}" if seg else ""), reason)
-                                       for seg, reason in rest]))
     if not parsed.claims and not rest:
-        items.append(Structural(None, [InputError(name, "the interchange holds no 837 claims")]))
+        rest = [(None, "the interchange holds no 837 claims")]
+    if rest:
+        items.append(FileProblems([FileProblem(name, seg, reason) for seg, reason in rest]))
     return items

@@ -93,7 +93,7 @@ class Writer:
     def write(self, records: list[dict]) -> None:
         raise NotImplementedError
 
-    def close(self, summary: dict[str, int], run_id: str | None) -> None:
+    def close(self, summary: dict[str, int], run_id: str | None, files: list[dict] = ()) -> None:
         raise NotImplementedError
 
     def abort(self) -> None:
@@ -126,12 +126,14 @@ class JsonWriter(Writer):
                 parts.append(sep + orjson.dumps(record["result"]))
         self.out.write(b"".join(parts))
 
-    def close(self, summary: dict[str, int], run_id: str | None) -> None:
+    def close(self, summary: dict[str, int], run_id: str | None, files: list[dict] = ()) -> None:
         if self.pretty:
+            listed = orjson.dumps(list(files), option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  ")
             tail = orjson.dumps(summary, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  ")
-            self.out.write((b"\n  ]" if self.count else b"]") + b',\n  "summary": ' + tail + b"\n}\n")
+            self.out.write((b"\n  ]" if self.count else b"]") + b',\n  "files": ' + listed
+                           + b',\n  "summary": ' + tail + b"\n}\n")
         else:
-            self.out.write(b'],"summary":' + orjson.dumps(summary) + b"}\n")
+            self.out.write(b'],"files":' + orjson.dumps(list(files)) + b',"summary":' + orjson.dumps(summary) + b"}\n")
         self.out.commit()
 
     def abort(self) -> None:
@@ -148,8 +150,9 @@ class JsonLinesWriter(Writer):
     def write(self, records: list[dict]) -> None:
         self.out.write(b"".join(orjson.dumps(r["result"]) + b"\n" for r in records))
 
-    def close(self, summary: dict[str, int], run_id: str | None) -> None:
-        tail = {"summary": summary, "policy_version": self.policy_version, "known_on": self.known_on.isoformat()}
+    def close(self, summary: dict[str, int], run_id: str | None, files: list[dict] = ()) -> None:
+        tail = {"summary": summary, "files": list(files), "policy_version": self.policy_version,
+                "known_on": self.known_on.isoformat()}
         if run_id:
             tail["run"] = run_id
         self.out.write(orjson.dumps(tail) + b"\n")
@@ -185,7 +188,7 @@ class HtmlWriter(Writer):
                     f'<td>{e(f["message"])}<br><small>{e(fix_text(f["fix"]))}</small></td></tr>')
         self.rows.write("\n".join(rows) + "\n")
 
-    def close(self, summary: dict[str, int], run_id: str | None) -> None:
+    def close(self, summary: dict[str, int], run_id: str | None, files: list[dict] = ()) -> None:
         e = html.escape
         s = summary
         self.out.write(f"""<!doctype html>
@@ -199,7 +202,8 @@ tr.error td:nth-child(3){{color:#b00}} tr.warning td:nth-child(3){{color:#a60}} 
 <h1>Scrub report</h1>
 <p>Known on {self.known_on} · policy <code>{e(self.policy_version)}</code></p>
 <p>{s['claims']} claims: {s['clean']} clean, {s['review']} review, {s['reject']} reject, {s['invalid']} invalid</p>
-<table><tr><th>line</th><th>code</th><th>severity</th><th>rule</th><th>CARC</th><th>message / fix</th></tr>
+""" + "".join(f"<p class=\"file\">File {e(f['name'])}" + (f", segment {f['segment']}" if f["segment"] else "")
+              + f": {e(f['reason'])}</p>\n" for f in files) + """<table><tr><th>line</th><th>code</th><th>severity</th><th>rule</th><th>CARC</th><th>message / fix</th></tr>
 """)
         self.rows.seek(0)
         for block in iter(lambda: self.rows.read(1 << 16), ""):
@@ -228,8 +232,12 @@ class TableWriter(Writer):
             for text in claim_lines(record["result"], record["position"]):
                 self.console.print(text)
 
-    def close(self, summary: dict[str, int], run_id: str | None) -> None:
-        self.console.print(summary_line(summary, self.known_on, self.policy_version, run_id), highlight=False)
+    def close(self, summary: dict[str, int], run_id: str | None, files: list[dict] = ()) -> None:
+        for f in files:
+            where = f"{f['name']}" + (f" segment {f['segment']}" if f["segment"] else "")
+            self.console.print(f"[magenta]FILE[/] {where}: {f['reason']}", highlight=False)
+        self.console.print(summary_line(summary, self.known_on, self.policy_version, run_id, len(files)),
+                           highlight=False)
         if self.out is not None:
             self.out.commit()
 
@@ -329,7 +337,7 @@ class ParquetWriter(Writer):
         self.writers[0].write_table(self.pa.Table.from_pydict(findings, schema=self.finding_schema))
         self.writers[1].write_table(self.pa.Table.from_pydict(claims, schema=self.claim_schema))
 
-    def close(self, summary: dict[str, int], run_id: str | None) -> None:
+    def close(self, summary: dict[str, int], run_id: str | None, files: list[dict] = ()) -> None:
         for writer in self.writers:
             writer.close()
         for handle in self.remote:

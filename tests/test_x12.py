@@ -32,7 +32,8 @@ def invoke(*args):
 # (e.g. CLM05 without its facility-code qualifier) that a clearinghouse would reject.
 VALID_837 = {"demo.autoaccident.837", "demo.cob.example3.B.837", "demo.cob.example3.C.837",
              "demo.drug.example10.1.837", "demo.drug.example10.2.837", "demo.drug.example10.3.837",
-             "demo.example1.837", "demo.example2.837", "demo.example7.837", "demo.example8.837"}
+             "demo.example1.837", "demo.example2.837", "demo.example7.837", "demo.example8.837",
+             "cob-primary-secondary.837", "medicare-crossover-medicaid.837", "line-rendering-rd8.837"}
 
 
 @pytest.mark.parametrize("path", sorted(FIX.glob("*.837")), ids=lambda p: p.name)
@@ -45,8 +46,10 @@ def test_every_sample_837_parses_and_scrubs_end_to_end(path, policy):
     result = invoke("scrub", path, "--payer", "commercial", "--no-store", "--format", "json")
     assert result.exit_code in (0, 1), result.output
     data = json.loads(result.stdout)
-    claims = [c for c in data["claims"] if c["id"] is not None]
-    assert len(claims) == len(parsed.claims)
+    claims = data["claims"]
+    # A file of N claims reports N claims: problems outside every claim go to files[], never claims.
+    assert len(claims) == data["summary"]["claims"] == len(parsed.claims)
+    assert all(c["id"] is not None for c in claims)
     for claim in claims:
         if path.name in VALID_837:
             assert claim["status"] != "invalid"
@@ -334,3 +337,79 @@ def test_envelope_errors_are_named_from_their_own_code_tables(trailer, expected)
 def test_remits_never_print_none(source):
     result = invoke("remits", source)
     assert result.exit_code in (0, 1) and "None" not in result.stdout
+
+
+# Files written for these tests by `export --format 837` from the claims below, and checked by
+# pyx12 (see tests/fixtures/x12/NOTICE.md): coordination of benefits, a Medicare crossover to
+# Medicaid, a line with its own rendering provider and a line over a date range (RD8), and the
+# last of these with a wrong SE segment count.
+COB_OTHER = {"responsibility": "P", "filing": "CI", "payer_id": "11111", "name": "PRIMARY HEALTH PLAN", "paid": 80.0,
+             "adjustments": [{"group": "CO", "carc": "45", "amount": 20.0}, {"group": "PR", "carc": "1", "amount": 10.0}]}
+CROSSOVER_OTHER = {"responsibility": "P", "filing": "MB", "payer_id": "MEDICARE", "name": "MEDICARE PART B",
+                   "paid": 61.2, "adjustments": [{"group": "CO", "carc": "45", "amount": 15.0},
+                                                 {"group": "PR", "carc": "2", "amount": 15.3}]}
+
+
+def _read(name, policy):
+    return read_claim_files([FIX / name], policy)
+
+
+def test_a_secondary_claim_keeps_its_other_payer_and_the_next_claim_its_own(policy):
+    first, second = _read("cob-primary-secondary.837", policy)
+    assert (first.id, first.payer, first.state, second.id, second.payer) == ("COB-1", "aetna", "NY", "COB-2", "aetna")
+    assert first.patient.id == second.patient.id == "MEM-COB-1"
+    assert first.billing_provider.npi == second.billing_provider.npi == "1234567893"
+    assert [o.model_dump(exclude_none=True) for o in first.other_payers] == [COB_OTHER]
+    assert second.other_payers == []
+    assert [ln.code for ln in first.lines] == ["99213"] and [ln.code for ln in second.lines] == ["99214"]
+
+
+def test_a_medicare_crossover_to_medicaid_names_medicare_as_the_primary(policy):
+    (claim,) = _read("medicare-crossover-medicaid.837", policy)
+    assert (claim.id, claim.payer, claim.state, claim.patient.id) == ("XOVER-1", "medicaid", "TX", "MCD-778899")
+    assert [o.model_dump(exclude_none=True) for o in claim.other_payers] == [CROSSOVER_OTHER]
+    shared = __import__("engine.facts", fromlist=["claim_facts"]).claim_facts
+    from engine.policy.snapshot import resolve
+
+    facts = shared(claim, resolve(policy, "medicaid", "TX", dt.date(2026, 11, 27)))
+    assert facts["claim.other_payer_filings"] == {"MB"}
+
+
+def test_line_rendering_providers_and_date_ranges_are_read_per_line(policy):
+    (claim,) = _read("line-rendering-rd8.837", policy)
+    assert claim.state is None  # the export's XX placeholder is not a state
+    assert claim.rendering_provider.npi == "1497758544"
+    one, two, three = claim.lines
+    assert (one.rendering_provider, one.service_date_to) == (None, None)
+    assert (claim.line_date(two), two.service_date_to) == (dt.date(2026, 4, 6), dt.date(2026, 4, 8))
+    assert three.rendering_provider.model_dump(exclude_none=True) == {"npi": "1003000126", "type": "NP"}
+
+
+def test_a_file_with_an_envelope_error_reports_its_claims_and_names_the_problem_apart(tmp_path):
+    result = invoke("scrub", FIX / "se-count-error.837", "--no-store", "--format", "json", "--known-on", "2026-11-27")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 1  # a broken interchange gates a pipeline, as an invalid claim does
+    assert data["summary"]["claims"] == 1 and [c["id"] for c in data["claims"]] == ["LINE-1"]
+    (problem,) = data["files"]
+    assert (problem["name"], problem["segment"]) == ("se-count-error.837", 33)
+    assert problem["reason"].startswith("transaction set: the segment count in SE does not match")
+    table = invoke("scrub", FIX / "se-count-error.837", "--no-store", "--known-on", "2026-11-27")
+    assert "FILE se-count-error.837 segment 33: transaction set" in table.stdout
+    assert "1 claims:" in table.stdout and "1 file problem" in table.stdout
+    lines = invoke("scrub", FIX / "se-count-error.837", "--no-store", "--format", "jsonl").stdout.splitlines()
+    assert len(lines) == 2 and json.loads(lines[-1])["files"][0]["segment"] == 33
+    clean = json.loads(invoke("scrub", FIX / "line-rendering-rd8.837", "--no-store", "--format", "json").stdout)
+    assert clean["files"] == [] and clean["summary"]["claims"] == 1
+
+
+@pytest.mark.parametrize("name", ["cob-primary-secondary.837", "medicare-crossover-medicaid.837",
+                                  "line-rendering-rd8.837"])
+def test_export_keeps_other_payer_loops_line_providers_and_ranges(name, policy, tmp_path):
+    claims = _read(name, policy)
+    text = write_837(claims, policy, now=dt.datetime(2026, 11, 30, 9, 0))
+    assert validate(text) == []
+    assert text == (FIX / name).read_text()  # the fixture is this export, byte for byte
+    path = tmp_path / name
+    path.write_text(text)
+    assert [c.model_dump(exclude_none=True) for c in read_claim_files([path], policy)] == \
+           [c.model_dump(exclude_none=True) for c in claims]

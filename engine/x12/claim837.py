@@ -179,7 +179,8 @@ def read_837(text: str, payer_ids: dict[str, str], taxonomy: dict[str, str]) -> 
                 target.setdefault("rendering_provider", {})["taxonomy"] = seg.get(3) or None
             continue
         if sid == "N4" and context == "85":
-            billing.state = seg.get(2) or None
+            # XX is the placeholder our own export writes where a claim gives no state.
+            billing.state = seg.get(2) if seg.get(2) not in ("", "XX") else None
             continue
         if sid == "DMG":
             birth = _date(seg.get(2)) if seg.get(1) == "D8" else None

@@ -33,6 +33,31 @@ def not_exportable(claim: Claim) -> str | None:
     return None
 
 
+def _provider(add, provider) -> None:
+    """A rendering provider (2310B for the claim, 2420A for a line)."""
+    add("NM1*82*1*UNKNOWN*UNKNOWN" + (f"****XX*{provider.npi}" if provider.npi else ""))
+    if provider.type:
+        add(f"PRV*PE*PXC*{TYPE_TAXONOMY[provider.type]}")
+
+
+def _other_payer(add, other, member: str) -> None:
+    """Loops 2320 (the other subscriber's coverage, what the other payer paid and adjusted),
+    2330A (the other subscriber) and 2330B (the other payer)."""
+    add(f"SBR*{other.responsibility or 'S'}*18*******{other.filing or 'ZZ'}")
+    by_group: dict[str, list] = {}
+    for adjustment in other.adjustments:
+        by_group.setdefault(adjustment.group or "OA", []).append(adjustment)
+    for group, adjustments in by_group.items():
+        for start in range(0, len(adjustments), 6):  # six reason/amount triplets to a CAS
+            triplets = "*".join(f"{a.carc}*{(a.amount or 0.0):.2f}*" for a in adjustments[start:start + 6])
+            add(f"CAS*{group}*{triplets}".rstrip("*"))
+    if other.paid is not None:
+        add(f"AMT*D*{other.paid:.2f}")
+    add("OI***Y***Y")
+    add(f"NM1*IL*1*UNKNOWN*UNKNOWN****MI*{member}")
+    add(f"NM1*PR*2*{(other.name or 'UNKNOWN')[:60]}*****PI*{other.payer_id or 'UNKNOWN'}")
+
+
 def write_837(claims: list[Claim], policy: PolicySet, sender: str = "PAYERPOLICY", control: int = 1,
               now: dt.datetime | None = None) -> str:
     for claim in claims:
@@ -82,9 +107,9 @@ def write_837(claims: list[Claim], policy: PolicySet, sender: str = "PAYERPOLICY
             add("HI*" + "*".join(codes))
         rendering = claim.rendering_provider
         if rendering and rendering.npi and rendering.npi != billing_npi:
-            add(f"NM1*82*1*UNKNOWN*UNKNOWN****XX*{rendering.npi}")
-            if rendering.type:
-                add(f"PRV*PE*PXC*{TYPE_TAXONOMY[rendering.type]}")
+            _provider(add, rendering)
+        for other in claim.other_payers:
+            _other_payer(add, other, member)
         for number, line in enumerate(claim.lines, 1):
             add(f"LX*{number}")
             procedure = ":".join(["HC", line.code] + line.modifiers[:4])
@@ -92,7 +117,13 @@ def write_837(claims: list[Claim], policy: PolicySet, sender: str = "PAYERPOLICY
             line_pos = line.place_of_service if line.place_of_service and line.place_of_service != pos else ""
             units = f"{line.units}"
             add(f"SV1*{procedure}*{(line.charge or 0.0):.2f}*UN*{units}*{line_pos}**{pointers}".rstrip("*"))
-            add(f"DTP*472*D8*{_d8(claim.line_date(line))}")
+            day = claim.line_date(line)
+            if line.service_date_to and line.service_date_to != day:
+                add(f"DTP*472*RD8*{_d8(day)}-{_d8(line.service_date_to)}")
+            else:
+                add(f"DTP*472*D8*{_d8(day)}")
+            if line.rendering_provider is not None:
+                _provider(add, line.rendering_provider)  # 2420A: this line's own rendering provider
     count = len(segs) + 1
     segs.append(f"SE*{count}*{control:04d}")
     head = (f"ISA*00*          *00*          *ZZ*{sender:<15}*ZZ*{'RECEIVER':<15}*{now:%y%m%d}*{now:%H%M}*^*00501*"
