@@ -127,8 +127,9 @@ def validate_item(raw: Any, position: int, encounters: dict[str, dict[str, Any]]
             reason = str(exc).split(":", 1)[0]
             return InvalidClaim(None, position, [InputError("claim", f"line {raw.number}: not valid JSON ({reason})")])
     structural: list[InputError] = []
+    warnings: list[InputError] = []
     if isinstance(raw, Structural):
-        structural, raw = raw.errors, raw.raw
+        structural, warnings, raw = raw.errors, raw.warnings, raw.raw
         if raw is None:  # a problem of the file, not of one claim
             return InvalidClaim(None, position, structural)
     if isinstance(raw, dict) and TUVA_PAYER in raw:
@@ -138,7 +139,9 @@ def validate_item(raw: Any, position: int, encounters: dict[str, dict[str, Any]]
     checked = validate_claim(raw, position)
     if structural:
         errors = structural + (checked.errors if isinstance(checked, InvalidClaim) else [])
-        checked = InvalidClaim(raw.get("id") if isinstance(raw.get("id"), str) else None, position, errors)
+        checked = InvalidClaim(raw.get("id") if isinstance(raw.get("id"), str) else None, position, errors + warnings)
+    elif warnings and isinstance(checked, Claim):
+        checked.notes.extend(warnings)
     return checked
 
 
@@ -207,9 +210,11 @@ def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: 
         else:
             snapshot = prep.resolver.get(item.payer, item.state, ctx.known_on)
             findings = judge_claim(item, snapshot, history, position)
-            status = claim_status(findings)
-        record = {"position": position,
-                  "result": {"id": item.id, "status": status, "findings": [f.as_dict() for f in findings]},
+            status = claim_status(findings, item.notes)
+        result = {"id": item.id, "status": status, "findings": [f.as_dict() for f in findings]}
+        if item.notes:
+            result["notes"] = [e.as_dict() for e in item.notes]
+        record = {"position": position, "result": result,
                   "payer": item.payer, "state": item.state, "service_date": item.service_date.isoformat(),
                   "patient": item.patient.id if item.patient else None}
         if ctx.with_bodies:

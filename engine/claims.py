@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator
 
 ProviderType = Literal[
     "MD", "DO", "NP", "PA", "CNS", "RN", "LPN", "MA", "pharmacist", "psychologist",
@@ -148,6 +148,13 @@ class Claim(_Model):
     encounter: Encounter | None = None
     lines: list[Line] = Field(min_length=1, max_length=50)
     adjudication: Adjudication | None = None
+    # What the X12 validator said of the claim's file outside the segments it is read from:
+    # not claim data (never in its JSON), reported beside its findings.
+    _notes: list = PrivateAttr(default_factory=list)
+
+    @property
+    def notes(self) -> list:
+        return self._notes
 
     @field_validator("diagnoses", mode="before")
     @classmethod

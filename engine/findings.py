@@ -44,11 +44,13 @@ class Finding:
         return cls(**data)
 
 
-def claim_status(findings: list[Finding]) -> str:
+def claim_status(findings: list[Finding], notes: list | None = None) -> str:
+    """reject on any error; review on warnings, or on notes about the claim's file (an X12
+    validator finding outside what the claim is read from); clean otherwise."""
     severities = {f.severity for f in findings}
     if "error" in severities:
         return "reject"
-    if "warning" in severities:
+    if "warning" in severities or notes:
         return "review"
     return "clean"
 

@@ -32,6 +32,8 @@ def claim_lines(claim: dict[str, Any], position: int) -> list[Text]:
     lines = [Text.assemble((f"{label}  ", "bold"), (claim["status"].upper(), STATUS_STYLE[claim["status"]]))]
     for e in claim.get("errors", ()):
         lines.append(Text.assemble("  ", ("invalid ", "magenta"), f"{e['field']}: {e['reason']}"))
+    for e in claim.get("notes", ()):
+        lines.append(Text.assemble("  ", ("x12 note ", "yellow"), f"{e['field']}: {e['reason']}"))
     for f in claim.get("findings", ()):
         carc = f"{f['group'] or ''}-{f['carc']}" + ((" " + ",".join(f["rarc"])) if f["rarc"] else "") if f["carc"] else ""
         lines.append(Text.assemble(

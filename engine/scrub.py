@@ -21,6 +21,7 @@ class ClaimResult:
     status: str
     findings: list[Finding] = field(default_factory=list)
     errors: list[InputError] = field(default_factory=list)
+    notes: list[InputError] = field(default_factory=list)  # X12 findings that did not block judging
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "status": self.status}
@@ -29,6 +30,8 @@ class ClaimResult:
             data["errors"] = [e.as_dict() for e in self.errors]
         else:
             data["findings"] = [f.as_dict() for f in self.findings]
+            if self.notes:
+                data["notes"] = [e.as_dict() for e in self.notes]
         return data
 
 
@@ -111,7 +114,7 @@ def scrub_iter(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_o
         else:
             snapshot = resolver.get(item.payer, item.state, known_on)
             findings = judge_claim(item, snapshot, history, position)
-            yield ClaimResult(item.id, position, claim_status(findings), findings)
+            yield ClaimResult(item.id, position, claim_status(findings, item.notes), findings, notes=list(item.notes))
 
 
 def scrub(items: Iterable[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,

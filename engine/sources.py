@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -62,10 +62,21 @@ class FileProblems:
 
 @dataclass
 class Structural:
-    """Claim data the X12 validator objected to (or a file-level problem when raw is None)."""
+    """Claim data the X12 validator objected to: ``errors`` in segments the claim is read from
+    (the claim is not judged), ``warnings`` in segments it is not (judged, and said beside)."""
 
     raw: dict[str, Any] | None
     errors: list[InputError]
+    warnings: list[InputError] = field(default_factory=list)
+
+
+# The 837 segments a claim is read from (see x12/claim837.py). A validator finding in one of
+# them blocks judging: the claim may not say what it was meant to. Findings elsewhere
+# (addresses, contacts, notes, the other payer's line adjudication...) are reported beside
+# the claim's findings; what we do read of an address (the billing state) is checked again by
+# the claim's own validation.
+BLOCKING_SEGMENTS = frozenset({"CLM", "SV1", "DTP", "HI", "SBR", "NM1", "DMG", "PRV", "REF", "LX", "HL",
+                               "AMT", "CAS", "OI"})
 
 
 def is_parquet(path: Path) -> bool:
@@ -293,8 +304,13 @@ def x12_items(name: str, text: str, policy: PolicySet | None) -> list[Any]:
     for raw, (first, last) in zip(parsed.claims, parsed.spans):
         mine = [p for p in problems if p.segment is not None and first <= p.segment <= last]
         placed.update(id(p) for p in mine)
-        items.append(Structural(raw, [InputError(f"{name} segment {p.segment}", p.reason) for p in mine])
-                     if mine else raw)
+        if mine:
+            blocking = [p for p in mine if p.segment_id is None or p.segment_id in BLOCKING_SEGMENTS]
+            items.append(Structural(raw, [InputError(f"{name} segment {p.segment}", p.reason) for p in blocking],
+                                    [InputError(f"{name} segment {p.segment}", p.reason)
+                                     for p in mine if p not in blocking]))
+        else:
+            items.append(raw)
     rest = [(seg, reason) for seg, reason in parsed.errors] + \
            [(p.segment, p.reason) for p in problems if id(p) not in placed]
     if not parsed.claims and not rest:

@@ -177,9 +177,10 @@ class HtmlWriter(Writer):
             claim = record["result"]
             label = e(claim["id"] or f"claim {record['position']}")
             rows.append(f'<tr class="claim {claim["status"]}"><th colspan="6">{label} — {claim["status"]}</th></tr>')
-            for err in claim.get("errors", ()):
-                rows.append(f'<tr><td></td><td></td><td>invalid</td><td>{e(err["field"])}</td>'
-                            f'<td colspan="2">{e(err["reason"])}</td></tr>')
+            for kind, key in (("invalid", "errors"), ("x12 note", "notes")):
+                for err in claim.get(key, ()):
+                    rows.append(f'<tr><td></td><td></td><td>{kind}</td><td>{e(err["field"])}</td>'
+                                f'<td colspan="2">{e(err["reason"])}</td></tr>')
             for f in claim.get("findings", ()):
                 carc = e(f"{f['group'] or ''}-{f['carc']}" if f["carc"] else "")
                 rows.append(

@@ -413,3 +413,33 @@ def test_export_keeps_other_payer_loops_line_providers_and_ranges(name, policy, 
     path.write_text(text)
     assert [c.model_dump(exclude_none=True) for c in read_claim_files([path], policy)] == \
            [c.model_dump(exclude_none=True) for c in claims]
+
+
+def _with_segment_count_fixed(text: str) -> str:
+    segments = text.split("~\n")
+    at = next(i for i, s in enumerate(segments) if s.startswith("SE*"))
+    parts = segments[at].split("*")
+    parts[1] = str(sum(1 for s in segments[segments.index(next(s for s in segments if s.startswith("ST*"))):at + 1]))
+    segments[at] = "*".join(parts)
+    return "~\n".join(segments)
+
+
+def test_validator_findings_outside_what_a_claim_is_read_from_are_notes_not_a_block(tmp_path):
+    text = (FIX / "line-rendering-rd8.837").read_text()
+    noted = tmp_path / "noted.837"  # an NTE out of place: the claim is still read right
+    noted.write_text(_with_segment_count_fixed(text.replace("~\nHI*", "~\nNTE*XXX*SEE NOTE~\nHI*", 1)))
+    data = json.loads(invoke("scrub", noted, "--no-store", "--format", "json").stdout)
+    (claim,) = data["claims"]
+    assert claim["status"] in ("review", "reject") and "findings" in claim and data["files"] == []
+    from engine.findings import claim_status
+
+    assert claim_status([], claim["notes"]) == "review"  # a note alone asks for review
+    (note,) = claim["notes"]
+    assert note == {"field": "noted.837 segment 19", "reason": "Claim Information: the segment is not recognized"}
+    table = invoke("scrub", noted, "--no-store").stdout
+    assert "x12 note noted.837 segment 19: Claim Information" in table
+    broken = tmp_path / "broken.837"  # a service line the validator cannot read: not judged
+    broken.write_text(text.replace("SV1*HC:96372", "SV1*XX:96372", 1))
+    (claim,) = json.loads(invoke("scrub", broken, "--no-store", "--format", "json").stdout)["claims"]
+    assert claim["status"] == "invalid"
+    assert any(e["field"] == "broken.837 segment 26" for e in claim["errors"])

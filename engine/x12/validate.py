@@ -69,6 +69,7 @@ def _envelope_reason(node: dict, err: dict) -> str | None:
 class Problem:
     segment: int | None
     reason: str
+    segment_id: str | None = None  # NM1, N4, SV1...: which segment it is in
 
     def __str__(self) -> str:
         return f"segment {self.segment}: {self.reason}" if self.segment else self.reason
@@ -111,12 +112,14 @@ def _collect(text: str) -> list[Problem]:
                 code = str(err.get("err_cde", ""))
                 if "ele_pos" in node:
                     reason = ELEMENT_REASONS.get(code, "an element is not valid")
+                    segment_id = node.get("_seg_id") or None
                     where = f"{node.get('_seg_id', '')}{int(node.get('ele_pos') or 0):02d}"
                     reason = f"{where} {node.get('name') or 'element'}: {reason}"
                 else:
+                    segment_id = node.get("seg_id") or None
                     name = node.get("name") or node.get("seg_id") or "envelope"
                     reason = _envelope_reason(node, err) or f"{name}: {SEGMENT_REASONS.get(code, _masked(err))}"
-                found.append(Problem(node.get("_seg", seg), reason))
+                found.append(Problem(node.get("_seg", seg), reason, segment_id))
             for key, value in node.items():
                 if key == "elements" and isinstance(value, list):
                     for element in value:
