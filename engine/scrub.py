@@ -40,6 +40,7 @@ class ScrubResult:
     policy_version: str
     known_on: dt.date
     claims: list[ClaimResult]
+    files: list[dict[str, Any]] = field(default_factory=list)  # problems of files, outside every claim
 
     @property
     def summary(self) -> dict[str, int]:
@@ -54,7 +55,7 @@ class ScrubResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"policy_version": self.policy_version, "known_on": self.known_on.isoformat(),
-                "claims": [c.as_dict() for c in self.claims], "summary": self.summary}
+                "claims": [c.as_dict() for c in self.claims], "files": list(self.files), "summary": self.summary}
 
 
 def family_of(resolver: Resolver, claim: Claim, day: dt.date, code: str, known_on: dt.date) -> str | None:

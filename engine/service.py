@@ -185,12 +185,20 @@ class ClaimOut(BaseModel):
     findings: list[FindingOut] | None = None
     position: int | None = None
     errors: list[InputErrorOut] | None = None
+    notes: list[InputErrorOut] | None = None  # X12 validator findings that did not block judging
+
+
+class FileProblemOut(BaseModel):
+    name: str
+    segment: int | None
+    reason: str
 
 
 class ScrubOut(BaseModel):
     policy_version: str
     known_on: dt.date
     claims: list[ClaimOut]
+    files: list[FileProblemOut] = []
     summary: dict[str, int]
     run_id: str | None = None
 
