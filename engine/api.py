@@ -64,9 +64,11 @@ def findings_table(claims: Iterable[dict[str, Any]], known_on: dt.date,
     return pa.table({name: findings[name] for name in FINDING_COLUMNS})
 
 
-def suggest_coding(encounter: dict[str, Any], known_on: dt.date, policy: PolicySet | None = None) -> "Suggestion":
+def suggest_coding(encounter: dict[str, Any], known_on: dt.date, policy: PolicySet | None = None,
+                   data_db: str | None = None) -> "Suggestion":
     """What to bill for an encounter (a DESIGN.md claim without lines): the recommended coding,
-    the alternatives with what sinks each, and what the note must show."""
+    the alternatives with what sinks each, and what the note must show; ranked by the imported
+    fee schedule's relative values when ``data_db`` holds one."""
     from .suggest import suggest
 
-    return suggest(encounter, policy or load_policies(), known_on)
+    return suggest(encounter, policy or load_policies(), known_on, _reference(data_db))

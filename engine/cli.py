@@ -207,6 +207,8 @@ def suggest(
     known_on: Optional[str] = KnownOnOpt,
     policies: Optional[Path] = PoliciesOpt,
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
+    db: Optional[str] = typer.Option(None, "--db", help="The store whose imported CMS releases are read: the "
+                                     "fee schedule ranks the codings by value (nothing is written)."),
 ) -> None:
     """What to bill for an encounter: codes, modifiers, POS and units, with reasons and alternatives.
 
@@ -258,7 +260,9 @@ def suggest(
     if "payer" not in raw:
         raise typer.BadParameter("say which payer: --payer KEY (or a payer in the file)")
     try:
-        answer = run_suggest(raw, policy, known_on or clock.today())
+        from .reference.lookup import reference_path
+
+        answer = run_suggest(raw, policy, known_on or clock.today(), reference_path(db))
     except ValueError as exc:
         raise typer.BadParameter(str(exc))
     data = answer.as_dict()
@@ -268,7 +272,8 @@ def suggest(
     if answer.recommended is None:
         out.print("[red]No coding the rules accept.[/]")
     else:
-        out.print(f"[bold]Bill:[/] {answer.recommended.label()}  [dim](level by {answer.recommended.basis})[/]",
+        value = f", {answer.recommended.value} RVUs" if answer.recommended.value is not None else ""
+        out.print(f"[bold]Bill:[/] {answer.recommended.label()}  [dim](level by {answer.recommended.basis}{value})[/]",
                   highlight=False)
         for item in data["recommended"]:
             out.print(f"  {item['code']}: {item['reason']} [{item['source']}]", highlight=False, markup=False)
@@ -282,6 +287,7 @@ def suggest(
         out.print("[bold]The note must show:[/]")
         for doc in data["documentation"]:
             out.print(f"  - {doc}", highlight=False, markup=False)
+    out.print(f"[dim]Ranked {answer.ranking}.[/]", highlight=False)
     for note in data["notes"]:
         out.print(f"[magenta]{note}[/]", highlight=False)
 

@@ -438,7 +438,7 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
         from .suggest import suggest
 
         try:
-            answer = await run_in_threadpool(suggest, encounter, policy, known_on or clock.today())
+            answer = await run_in_threadpool(suggest, encounter, policy, known_on or clock.today(), reference)
         except ValueError as exc:
             raise Problem(422, "Invalid Request", str(exc)) from None
         return answer.as_dict()

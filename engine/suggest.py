@@ -48,6 +48,7 @@ class Coding:
     findings: list[Finding] = field(default_factory=list)
     rank: tuple = ()
     probe: bool = False  # judged only to say why it is not recommended (the next level up)
+    value: float | None = None  # Medicare PFS total RVUs of its lines, when a fee schedule release prices them all
 
     @property
     def errors(self) -> list[Finding]:
@@ -71,17 +72,20 @@ class Suggestion:
     alternatives: list[Coding]
     documentation: list[str]
     notes: list[str] = field(default_factory=list)
+    ranking: str = ""  # what the codings were ranked by
 
     def as_dict(self) -> dict[str, Any]:
         rec = self.recommended
         return {
+            "ranking": self.ranking,
+            "value_rvu": rec.value if rec is not None else None,
             "recommended": [] if rec is None else [
                 {"code": ln.code, "modifiers": ln.modifiers, "units": ln.units,
                  "place_of_service": rec.place_of_service, "reason": ln.reason, "rule": f"code table {ln.code}",
                  "source": ln.source, "basis": rec.basis} for ln in rec.lines],
             "warnings": [] if rec is None else [{"rule": f.rule, "message": f.message} for f in rec.warnings],
             "alternatives": [{"code": alt.label(), "why_not": _why_not(alt, rec), "rule": _rule_of(alt),
-                              "basis": alt.basis} for alt in self.alternatives],
+                              "basis": alt.basis, "value_rvu": alt.value} for alt in self.alternatives],
             "documentation": self.documentation,
             "notes": self.notes,
         }
@@ -95,6 +99,9 @@ def _why_not(alt: Coding, best: Coding | None) -> str:
     if alt.warnings:
         return "at risk: " + _sentences(f.message for f in alt.warnings)
     if best is not None:
+        if best.value is not None and alt.value is not None:
+            return (f"accepted, but {best.label()} ({best.value} RVUs against {alt.value}) is the better-paying "
+                    f"coding the documentation supports")
         return f"accepted, but {best.label()} is the better-paying coding the documentation supports"
     return "accepted"
 
@@ -157,8 +164,11 @@ def _addon(codes: dict[str, dict], kind: str, primary: str, minutes: int | None)
     return None
 
 
-def suggest(raw: dict[str, Any], policy: PolicySet, known_on: dt.date) -> Suggestion:
-    """Suggest the coding for an encounter given as a DESIGN.md claim (its lines are ignored)."""
+def suggest(raw: dict[str, Any], policy: PolicySet, known_on: dt.date, reference: str | None = None) -> Suggestion:
+    """Suggest the coding for an encounter given as a DESIGN.md claim (its lines are ignored).
+
+    Codings are ranked by Medicare fee-schedule value (total RVUs) when an imported MPFS release
+    (``reference``: the SQLite file of imported CMS releases) covers the date; else by level."""
     base = {k: v for k, v in raw.items() if k not in ("lines", "adjudication")}
     base.setdefault("id", "suggest")
     probe = validate_claim(dict(base, lines=[{"code": "99213"}]), 1)
@@ -166,7 +176,10 @@ def suggest(raw: dict[str, Any], policy: PolicySet, known_on: dt.date) -> Sugges
         raise ValueError("; ".join(f"{e.field}: {e.reason}" for e in probe.errors))
     if probe.payer not in policy.payers:
         raise ValueError(f"unknown payer {probe.payer}")
-    snapshot = Resolver(policy).get(probe.payer, probe.state, known_on)
+    from .reference.lookup import open_reference
+
+    resolver = Resolver(policy, open_reference(reference))
+    snapshot = resolver.get(probe.payer, probe.state, known_on)
     day = probe.service_date
     codes = snapshot.codes_on(day)
     enc = probe.encounter
@@ -223,10 +236,26 @@ def suggest(raw: dict[str, Any], policy: PolicySet, known_on: dt.date) -> Sugges
             notes.append("no level is supported: give the total minutes (level by time) or the MDM level")
     marks = _telehealth_marks(snapshot, day, modality) if modality in MODALITY_MARKS else []
     codings = _with_places(codings, modality, probe, marks)
-    judged = [_judge(c, base, policy, known_on) for c in codings]
+    prices, ranking = _fee_schedule(resolver.reference, day, known_on)
+    judged = [_judge(c, base, policy, known_on, resolver, prices) for c in codings]
     judged.sort(key=lambda c: c.rank, reverse=True)
     best = next((c for c in judged if not c.errors and not c.probe), None)
-    return Suggestion(best, _alternatives(judged, best), _documentation(best, modality, probe), notes)
+    return Suggestion(best, _alternatives(judged, best), _documentation(best, modality, probe), notes, ranking)
+
+
+def _fee_schedule(reference, day: dt.date, known_on: dt.date):
+    """A code's total RVUs on the date from the imported Medicare fee schedule, and the ranking's basis."""
+    release = reference.release("mpfs-indicators", "medicare", day, known_on) if reference is not None else None
+    if release is None:
+        return None, (f"by level (time and MDM thresholds of the code table): no imported Medicare fee schedule "
+                      f"release covers {day} (payerpolicy data import mpfs-indicators)")
+    name = next((r.name for r in reference.releases if r.id == release), "?")
+
+    def price(code: str) -> float | None:
+        row = reference.mpfs(release, code)
+        return row[2] if row is not None else None
+
+    return price, f"by Medicare physician fee schedule value: non-facility total RVUs, release {name}"
 
 
 def _combo(coding: Coding) -> tuple:
@@ -358,13 +387,14 @@ def _with_places(codings: list[Coding], modality: str, probe: Claim, marks: list
     return out
 
 
-def _judge(coding: Coding, base: dict[str, Any], policy: PolicySet, known_on: dt.date) -> Coding:
+def _judge(coding: Coding, base: dict[str, Any], policy: PolicySet, known_on: dt.date, resolver: Resolver,
+           prices) -> Coding:
     raw = dict(base, place_of_service=coding.place_of_service,
                lines=[{"code": ln.code, "modifiers": ln.modifiers, "units": ln.units} for ln in coding.lines])
     if coding.basis in ("time", "mdm"):
         raw["encounter"] = dict(raw.get("encounter") or {}, level_basis=coding.basis)
     claim = validate_claim(raw, 1)
-    result = scrub([claim], policy, known_on).claims[0]
+    result = scrub([claim], policy, known_on, resolver=resolver).claims[0]
     # One encounter has no history: "cannot check the frequency without a patient id" is not a risk here.
     coding.findings = [f for f in result.findings if f.missing != ["patient.id"]]
     for ln in coding.lines:
@@ -376,8 +406,13 @@ def _judge(coding: Coding, base: dict[str, Any], policy: PolicySet, known_on: dt
     fewer_marks = -sum(len(ln.modifiers) for ln in coding.lines)
     # A coding that bills every documented service (psychotherapy, prolonged time) comes before one
     # that drops one, whatever warnings it carries; a warning counts once however many lines it is on.
+    if prices is not None:
+        values = [prices(ln.code) for ln in coding.lines]
+        if all(v is not None for v in values):
+            coding.value = round(sum(v * ln.units for v, ln in zip(values, coding.lines)), 2)
+    value = (coding.value is not None, coding.value or 0.0)
     coding.rank = (not coding.errors, -len(coding.errors), len(coding.lines), -len({w.rule for w in coding.warnings}),
-                   level, extra_units, coding.basis == "time", fewer_marks)
+                   value, level, extra_units, coding.basis == "time", fewer_marks)
     return coding
 
 

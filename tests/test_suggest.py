@@ -275,3 +275,44 @@ def test_suggest_refuses_a_file_of_several_encounters(tmp_path):
     one.write_text(json.dumps([visit]))
     with freeze_time("2026-11-27"):
         assert runner.invoke(app, ["suggest", str(one)]).exit_code == 0
+
+
+def _fee_schedule(tmp_path, rows: dict[str, float]) -> str:
+    """A store holding a 2024 fee schedule release in the RVU file's layout, with these totals."""
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    path = tmp_path / "PPRRVU24.csv"
+    path.write_text('"2024 National Physician Fee Schedule Relative Value File"\n'
+                    "HCPCS,MOD,DESCRIPTION,STATUS CODE,WORK RVU,TOTAL,TOTAL,GLOB DAYS\n"
+                    + "".join(f"{code},,(descriptor),A,1.00,{total},{total},XXX\n" for code, total in rows.items()))
+    result = runner.invoke(app, ["data", "import", "mpfs-indicators", str(path), "--release", "2024", "--db", db])
+    assert result.exit_code == 0, result.output
+    return db
+
+
+VISIT = ["suggest", "--payer", "aetna", "--date", "2024-05-02", "--provider", "MD", "--minutes", "25",
+         "--mdm", "moderate", "--known-on", "2024-06-01", "--format", "json"]
+
+
+def test_codings_are_ranked_by_fee_schedule_value_when_a_release_is_imported(tmp_path):
+    # 25 minutes support 99213 by time; moderate MDM supports 99214. By level, 99214 wins ...
+    by_level = json.loads(runner.invoke(app, VISIT + ["--db", f"sqlite:///{tmp_path / 'none.sqlite'}"]).stdout)
+    assert by_level["recommended"][0]["code"] == "99214" and by_level["value_rvu"] is None
+    assert by_level["ranking"].startswith("by level") and "no imported Medicare fee schedule" in by_level["ranking"]
+    # ... by value, whichever pays more on the date: here the fee schedule prices 99213 higher.
+    db = _fee_schedule(tmp_path, {"99213": 2.73, "99214": 2.50, "99215": 4.00})
+    by_value = json.loads(runner.invoke(app, VISIT + ["--db", db]).stdout)
+    assert by_value["recommended"][0]["code"] == "99213" and by_value["value_rvu"] == 2.73
+    assert by_value["ranking"] == "by Medicare physician fee schedule value: non-facility total RVUs, release 2024"
+    (other,) = [a for a in by_value["alternatives"] if a["code"].startswith("99214")]
+    assert other["value_rvu"] == 2.5 and "(2.73 RVUs against 2.5)" in other["why_not"]
+
+
+def test_value_never_outranks_billing_every_documented_service(tmp_path, policy):
+    # E/M alone priced far above E/M + psychotherapy add-on: the add-on's minutes are still billed.
+    db = _fee_schedule(tmp_path, {"99214": 50.0, "99213": 1.0, "90833": 0.1, "90836": 0.1})
+    from engine.reference.lookup import reference_path
+
+    answer = suggest({"payer": "aetna", "service_date": "2024-05-02", "rendering_provider": {"type": "MD"},
+                      "encounter": {"total_minutes": 38, "psychotherapy_minutes": 18, "mdm": "moderate"}},
+                     policy, dt.date(2024, 6, 1), reference_path(db))
+    assert [ln.code for ln in answer.recommended.lines] == ["99214", "90833"]

@@ -153,6 +153,7 @@ class MpfsRowFile(_Strict):
     modifier: str = ""
     status: str = Field(pattern=r"^[A-Z]$")
     global_days: str | None = None
+    rvu: float | None = None
 
 
 class TelehealthRowFile(_Strict):
@@ -183,7 +184,7 @@ class CaseDataFile(_Strict):
             "ncci-mue": [[r.code.upper(), r.value, r.mai, None] for r in self.ncci_mue],
             "ncci-addon": [[r.addon.upper(), r.primary.upper() if r.primary else None, r.type, iso(r.effective),
                             iso(r.deletion)] for r in self.ncci_addon],
-            "mpfs-indicators": [[r.code.upper(), r.modifier.upper(), r.status, r.global_days]
+            "mpfs-indicators": [[r.code.upper(), r.modifier.upper(), r.status, r.global_days, r.rvu]
                                 for r in self.mpfs_indicators],
             "telehealth-list": [[r.code.upper(), r.status, r.audio_only, iso(r.effective)] for r in self.telehealth_list],
         }

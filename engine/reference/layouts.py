@@ -18,7 +18,7 @@ Manual publication formats and CMS's Medicare NCCI, PFS and telehealth download 
   Primary_Code_DelDT, AOC_Edit_EffDT, AOC_Edit_DelDT, Special_Instruction_Notes. Dates are
   Julian (YYYYDDD).
 - ``mpfs-indicators``: the PFS Relative Value File (PPRRVU): HCPCS, MOD, STATUS CODE, GLOB DAYS
-  among some thirty columns whose values are not read.
+  and the non-facility TOTAL RVUs, among some thirty columns whose values are not read.
 - ``telehealth-list``: HCPCS (or Code), Short Descriptor, Status, "Can Audio-only Interaction
   Meet the Requirements?".
 
@@ -97,6 +97,9 @@ _MPFS = (
     Column("modifier", ("mod", "modifier")),
     Column("status", ("statuscode", "status")),
     Column("global_days", ("globdays", "globaldays", "global")),
+    # The non-facility total: "TOTAL" under the NON-FACILITY heading (the first TOTAL) in the
+    # two-row header, or named whole in a one-row header.
+    Column("rvu", ("nonfacilitytotal", "nonfactotal", "total"), False),
 )
 _TELEHEALTH = (
     Column("code", ("hcpcs", "code", "hcpcscptcode", "cpthcpcscode", "hcpcscode", "cptcode")),
@@ -355,7 +358,12 @@ def _mpfs(cells, found, shown, number):
     modifier = _get(cells, found, "modifier").strip().upper()
     if modifier and not re.fullmatch(r"[A-Z0-9]{2}", modifier):
         raise LayoutError(f"{shown}:{number}: modifier '{modifier}' is not two letters or digits")
-    return (_code(_get(cells, found, "code"), shown, number, "HCPCS"), modifier, status, glob)
+    rvu_text = _get(cells, found, "rvu").strip()
+    try:
+        rvu = float(rvu_text) if rvu_text else None
+    except ValueError:
+        raise LayoutError(f"{shown}:{number}: total RVU '{rvu_text}' is not a number") from None
+    return (_code(_get(cells, found, "code"), shown, number, "HCPCS"), modifier, status, glob, rvu)
 
 
 def _telehealth(cells, found, shown, number):

@@ -101,8 +101,8 @@ class Reference:
         return tuple(self.db.execute("SELECT primary_code, edit_type, effective, deletion FROM addonedit "
                                      "WHERE release_id = ? AND addon = ?", (release, code)))
 
-    def _mpfs(self, release: int, code: str) -> tuple[str, str | None] | None:
-        return self.db.execute("SELECT status, global_days FROM mpfsindicator WHERE release_id = ? AND code = ? "
+    def _mpfs(self, release: int, code: str) -> tuple[str, str | None, float | None] | None:
+        return self.db.execute("SELECT status, global_days, rvu FROM mpfsindicator WHERE release_id = ? AND code = ? "
                                "AND modifier = ''", (release, code)).fetchone()
 
     def _telehealth(self, release: int, code: str) -> tuple[str | None, Any, str | None] | None:

@@ -70,7 +70,7 @@ _COLUMNS = {
     "ncci-ptp": ("column1", "column2", "effective", "deletion", "modifier", "rationale"),
     "ncci-mue": ("code", "value", "mai", "rationale"),
     "ncci-addon": ("addon", "primary_code", "edit_type", "effective", "deletion"),
-    "mpfs-indicators": ("code", "modifier", "status", "global_days"),
+    "mpfs-indicators": ("code", "modifier", "status", "global_days", "rvu"),
     "telehealth-list": ("code", "status", "audio_only", "effective"),
 }
 # What identifies a row across releases (for diff), and what may change.
@@ -78,7 +78,7 @@ _KEYS = {
     "ncci-ptp": (("column1", "column2", "effective"), ("deletion", "modifier")),
     "ncci-mue": (("code",), ("value", "mai")),
     "ncci-addon": (("addon", "primary_code", "effective"), ("edit_type", "deletion")),
-    "mpfs-indicators": (("code", "modifier"), ("status", "global_days")),
+    "mpfs-indicators": (("code", "modifier"), ("status", "global_days", "rvu")),
     "telehealth-list": (("code",), ("status", "audio_only", "effective")),
 }
 

@@ -68,6 +68,7 @@ class MpfsIndicator(SQLModel, table=True):
     modifier: str  # "" for the code's global row, else 26, TC, 53...
     status: str  # MPFS status code: A, B, C, I, N, R, T, X...
     global_days: str | None  # 000, 010, 090, MMM, XXX, YYY, ZZZ
+    rvu: float | None = None  # total non-facility relative value units (what suggest ranks codings by)
 
 
 class TelehealthCode(SQLModel, table=True):

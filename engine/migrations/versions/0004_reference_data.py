@@ -56,6 +56,7 @@ def upgrade() -> None:
     _rows("mpfsindicator",
           sa.Column("code", _S, nullable=False), sa.Column("modifier", _S, nullable=False),
           sa.Column("status", _S, nullable=False), sa.Column("global_days", _S, nullable=True),
+          sa.Column("rvu", sa.Float(), nullable=True),
           index=["code"])
     _rows("telehealthcode",
           sa.Column("code", _S, nullable=False), sa.Column("status", _S, nullable=True),
