@@ -18,11 +18,15 @@ from .policy.model import PolicySet
 from .scrub import ScrubResult, scrub
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow
 
+    from .denials import DenialReport
     from .suggest import Suggestion
+    from .whatif import Comparison
 
-__all__ = ["load_policies", "scrub_claims", "findings_table", "suggest_coding"]
+__all__ = ["load_policies", "scrub_claims", "findings_table", "suggest_coding", "whatif_claims", "analyse_denials"]
 
 
 def _reference(data_db: str | None) -> str | None:
@@ -72,3 +76,52 @@ def suggest_coding(encounter: dict[str, Any], known_on: dt.date, policy: PolicyS
     from .suggest import suggest
 
     return suggest(encounter, policy or load_policies(), known_on, _reference(data_db))
+
+
+def whatif_claims(claims: Iterable[dict[str, Any]], known_on: dt.date, sets: list[str] | None = None,
+                  compare_known_on: dt.date | None = None, policy: PolicySet | None = None,
+                  data_db: str | None = None) -> "list[Comparison]":
+    """The claims as given against variants of them, as ``payerpolicy whatif`` does: each ``sets``
+    entry is a ``--set`` (``"payer=aetna,uhc"``, ``"line1.modifiers=93"``) and several make a grid;
+    or, with ``compare_known_on``, the same claims as known on that second date. Each comparison
+    lists, per claim, the findings added, removed and changed (``.as_dict()`` for the JSON)."""
+    from .whatif import claim_variants, knowledge_dates
+
+    policy = policy or load_policies()
+    items = validate_items(list(claims), None, policy)
+    reference = _reference(data_db)
+    if compare_known_on is not None:
+        return [knowledge_dates(items, policy, known_on, compare_known_on, reference=reference)]
+    if not sets:
+        raise ValueError("say what to vary: sets, or compare_known_on")
+    return claim_variants(items, policy, known_on, sets, reference=reference)
+
+
+def analyse_denials(paths: "Iterable[str | Path]", today: dt.date, policy: PolicySet | None = None,
+                    data_db: str | None = None) -> "DenialReport":
+    """Past claims and their remittances, re-judged as ``payerpolicy denials --no-store`` does:
+    ``paths`` are claim files (837, JSON) and remittance files (835, CSV) in any mix, sorted by
+    content. Nothing is stored. The report's ``.totals()``, ``.worklist()`` and ``.as_dict()``
+    say which denials the rules explain, which they do not, and which a later change overturned;
+    ``.not_analysed`` lists the claims that could not be read, with why."""
+    from pathlib import Path
+
+    from .denials import analyze, read_remit_files, sort_inputs
+    from .pipeline import iter_claim_files
+
+    policy = policy or load_policies()
+    claim_files, remit_files = sort_inputs([Path(p) for p in paths])
+    if not claim_files or not remit_files:
+        raise ValueError(f"no {'claim' if not claim_files else 'remittance'} files among the paths given")
+    not_analysed: list[dict[str, Any]] = []
+
+    def claims():
+        for item in iter_claim_files(claim_files, policy):
+            if isinstance(item, Claim):
+                yield item
+            else:  # said, never dropped: the command line prints these on stderr
+                not_analysed.append({"id": item.id, "errors": [e.as_dict() for e in item.errors]})
+
+    report = analyze(claims(), read_remit_files(remit_files), policy, today, reference=_reference(data_db))
+    report.not_analysed = not_analysed
+    return report
