@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from . import clock
 from .claims import Claim
@@ -19,6 +18,8 @@ from .policy.fields import describe
 from .policy.loader import PolicyLoadError, load_policies
 from .policy.model import PolicySet
 from .policy.snapshot import resolve
+from .terminal import DbOpt, err, open_store, out
+from .terminal import parse_date as _date
 
 app = typer.Typer(help="A payer-policy rules engine for professional claims: scrub, explain, ask what-if.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -29,10 +30,6 @@ runs_app = typer.Typer(help="Stored scrub runs: list and replay.", no_args_is_he
 app.add_typer(policy_app, name="policy")
 app.add_typer(runs_app, name="runs")
 app.add_typer(data_app, name="data")
-
-# Piped or captured output keeps whole values: a table is never squeezed to an 80-column guess.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
-err = Console(stderr=True, soft_wrap=True)  # a message is one line, never cut mid-phrase
 PROGRESS_MIN = 200
 
 
@@ -49,21 +46,10 @@ class ShortFormat(str, Enum):
     json = "json"
 
 
-def _date(value: Optional[str]) -> Optional[dt.date]:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"'{value}' is not a date (YYYY-MM-DD)") from None
-
-
 PoliciesOpt = typer.Option(None, "--policies", help="Policy tree to use (default: the bundled one).",
                            file_okay=False, dir_okay=True)
 KnownOnOpt = typer.Option(None, "--known-on", help="Judge by the rules as known on this date (default today).",
                           callback=_date, metavar="DATE")
-DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL of the store (default: $PAYERPOLICY_DB or a SQLite "
-                                         "file in the user data directory).")
 
 
 def _count(n: int, noun: str) -> str:
@@ -82,12 +68,6 @@ def _version(value: bool) -> None:
 def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                        help="Print the version and exit.")) -> None:
     """A payer-policy rules engine for professional claims: scrub, explain, ask what-if."""
-
-
-def _store(db: Optional[str]):
-    from .store import Store  # SQLAlchemy is a slow import: only commands that use the store pay for it
-
-    return Store(db)
 
 
 def _load(policies: Optional[Path]) -> PolicySet:
@@ -163,7 +143,7 @@ def scrub(
 
     store = None
     if not no_store:
-        store = _store(db)
+        store = open_store(db)
     options = {"payer": payer, "format": format.value}
     with Progress(TextColumn("scrubbing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as bar:
@@ -306,8 +286,8 @@ def whatif(
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Processes to judge with "
                                           "(default: every core for batches over 2,000 claims, else 1)."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="PAYERPOLICY_DB",
-                                     help="The store whose imported CMS releases are read (nothing is written)."),
+    db: Optional[str] = typer.Option(None, "--db", help="The store whose imported CMS releases are read "
+                                     "(default: $PAYERPOLICY_DB or the user's store; nothing is written)."),
 ) -> None:
     """Ask what changes: the claims under other values, as known on two dates, or under two policy trees.
 
@@ -440,7 +420,7 @@ def denials(
         if no_store:
             claims, total = valid_claims(), None
         else:
-            store = _store(db)
+            store = open_store(db)
             store.add_denial_history(valid_claims(), remits_read)
             remits_read.close()
             claims, remits_read, total = store.denial_claims(), store.denial_remits(), store.denial_claim_count()
@@ -583,7 +563,7 @@ def serve(
     limits = Limits(max_body_bytes=max_body, max_claims=max_claims, timeout_seconds=timeout, public_docs=public_docs)
     from .reference.lookup import reference_path
 
-    store = None if no_store else _store(db)
+    store = None if no_store else open_store(db)
     reference = reference_path(db)
     app_ = create_app(policy, store, tokens, limits, reference)
     if openapi:
@@ -798,7 +778,7 @@ def policy_diff(
 def _policy_ref(ref: str, db: Optional[str]) -> PolicySet:
     if ref.startswith("sha256:"):
         try:
-            return _store(db).load_policy(ref)
+            return open_store(db).load_policy(ref)
         except KeyError:
             raise typer.BadParameter(f"no stored policy version {ref}")
     path = Path(ref)
@@ -911,7 +891,7 @@ def runs_list(db: Optional[str] = DbOpt, limit: int = typer.Option(20, "--limit"
     table.add_column("started", no_wrap=True)
     for column in ("known on", "policy", "claims", "clean", "review", "reject", "invalid"):
         table.add_column(column)
-    for run in _store(db).runs(limit):
+    for run in open_store(db).runs(limit):
         table.add_row(run.id, run.started_at.strftime("%Y-%m-%d %H:%M"), str(run.known_on),
                       run.policy_digest[7:15], str(run.claims), str(run.clean), str(run.review),
                       str(run.reject), str(run.invalid))
@@ -921,7 +901,7 @@ def runs_list(db: Optional[str] = DbOpt, limit: int = typer.Option(20, "--limit"
 @runs_app.command("replay")
 def runs_replay(run_id: str, db: Optional[str] = DbOpt) -> None:
     """Re-run a stored run from its receipt (stored policy version, input, known_on) and compare."""
-    store = _store(db)
+    store = open_store(db)
     try:
         _, stored, fresh = replay(store, run_id)
     except KeyError as exc:

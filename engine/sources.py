@@ -70,15 +70,6 @@ class Structural:
     warnings: list[InputError] = field(default_factory=list)
 
 
-# The 837 segments a claim is read from (see x12/claim837.py). A validator finding in one of
-# them blocks judging: the claim may not say what it was meant to. Findings elsewhere
-# (addresses, contacts, notes, the other payer's line adjudication...) are reported beside
-# the claim's findings; what we do read of an address (the billing state) is checked again by
-# the claim's own validation.
-BLOCKING_SEGMENTS = frozenset({"CLM", "SV1", "DTP", "HI", "SBR", "NM1", "DMG", "PRV", "REF", "LX", "HL",
-                               "AMT", "CAS", "OI"})
-
-
 def is_parquet(path: Path) -> bool:
     return path.suffix.lower() in PARQUET_SUFFIXES or path.is_dir()
 
@@ -290,7 +281,7 @@ def _without_nulls(value: Any) -> Any:
 
 def x12_items(name: str, text: str, policy: PolicySet | None) -> list[Any]:
     """An 837's claims as raw dicts, with structural problems attached or listed for the file."""
-    from .x12.claim837 import read_837
+    from .x12.claim837 import READ_SEGMENTS, read_837
     from .x12.validate import validate
 
     payers = policy.payers.items() if policy else []
@@ -305,7 +296,9 @@ def x12_items(name: str, text: str, policy: PolicySet | None) -> list[Any]:
         mine = [p for p in problems if p.segment is not None and first <= p.segment <= last]
         placed.update(id(p) for p in mine)
         if mine:
-            blocking = [p for p in mine if p.segment_id is None or p.segment_id in BLOCKING_SEGMENTS]
+            # A finding where the claim is read from blocks judging (it may not say what it was meant
+            # to); elsewhere (addresses, contacts, notes...) it is reported beside the findings.
+            blocking = [p for p in mine if p.segment_id is None or p.segment_id in READ_SEGMENTS]
             items.append(Structural(raw, [InputError(f"{name} segment {p.segment}", p.reason) for p in blocking],
                                     [InputError(f"{name} segment {p.segment}", p.reason)
                                      for p in mine if p not in blocking]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 import time
@@ -10,42 +9,22 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from .. import clock
+from ..terminal import DbOpt, err, open_store, out, parse_date
 from .layouts import KINDS
 
 data_app = typer.Typer(help="CMS reference data (NCCI PTP, MUE and add-on edits, MPFS indicators, the Medicare "
                             "telehealth list): import releases, list, show, diff.", no_args_is_help=True)
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 1000)
-err = Console(stderr=True, soft_wrap=True)
-
 MARKS = {"added": "+", "removed": "-", "changed": "~"}
 KIND_HELP = f"One of: {', '.join(KINDS)}."
-DbOpt = typer.Option(None, "--db", help="SQLAlchemy URL of the store (default: $PAYERPOLICY_DB or a SQLite file in "
-                                        "the user data directory).")
 ProgramOpt = typer.Option("medicare", "--program", help="medicare or medicaid (whose NCCI program published it).")
-
-
-def _day(value: Optional[str], option: str) -> Optional[dt.date]:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"'{value}' is not a date (YYYY-MM-DD)", param_hint=option) from None
 
 
 def _kind(kind: str) -> str:
     if kind not in KINDS:
         raise typer.BadParameter(f"unknown kind '{kind}'; {KIND_HELP}", param_hint="KIND")
     return kind
-
-
-def _store(db: Optional[str]):
-    from ..store import Store
-
-    return Store(db)
 
 
 @data_app.command("import")
@@ -56,7 +35,7 @@ def data_import(
     release: str = typer.Option(..., "--release", help="The period the files are for: 2026Q1, or 2026 for a "
                                                         "calendar-year list; a correction gets a suffix (2026Q1r1)."),
     program: str = ProgramOpt,
-    published: Optional[str] = typer.Option(None, "--published", metavar="DATE", help="When CMS published it (the "
+    published: Optional[str] = typer.Option(None, "--published", metavar="DATE", callback=parse_date, help="When CMS published it (the "
                                             "date its rows became known; default: the first day of the period)."),
     db: Optional[str] = DbOpt,
 ) -> None:
@@ -73,10 +52,10 @@ def data_import(
     if missing:
         err.print(f"no such file: {', '.join(missing)}", style="red", markup=False, highlight=False)
         raise typer.Exit(2)
-    store = _store(db)
+    store = open_store(db)
     started = time.perf_counter()
     try:
-        result = import_release(store, kind, program, release, files, _day(published, "--published"))
+        result = import_release(store, kind, program, release, files, published)
     except (LayoutError, ReleaseError) as exc:
         err.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2)
@@ -97,7 +76,7 @@ def data_list(db: Optional[str] = DbOpt,
 
     from .releases import list_releases
 
-    releases = list_releases(_store(db))
+    releases = list_releases(open_store(db))
     if format == "json":
         sys.stdout.write(json.dumps([{"kind": r.kind, "program": r.program, "release": r.name,
                                       "period": [r.period_start.isoformat(), r.period_end.isoformat()],
@@ -120,8 +99,9 @@ def data_list(db: Optional[str] = DbOpt,
 def data_show(
     kind: str = typer.Argument(..., help=KIND_HELP),
     code: str = typer.Argument(..., help="A HCPCS/CPT code."),
-    date: Optional[str] = typer.Option(None, "--date", metavar="DATE", help="Date of service (default today)."),
-    known_on: Optional[str] = typer.Option(None, "--known-on", metavar="DATE", help="As known on this date "
+    date: Optional[str] = typer.Option(None, "--date", metavar="DATE", callback=parse_date,
+                                       help="Date of service (default today)."),
+    known_on: Optional[str] = typer.Option(None, "--known-on", metavar="DATE", callback=parse_date, help="As known on this date "
                                            "(default today): releases published later are not seen."),
     program: str = ProgramOpt,
     db: Optional[str] = DbOpt,
@@ -134,10 +114,10 @@ def data_show(
 
     kind = _kind(kind)
     today = clock.today()
-    day = _day(date, "--date") or today
-    known = _day(known_on, "--known-on") or today
+    day = date or today
+    known = known_on or today
     try:
-        release, rows = show_rows(_store(db), kind, program, code, day, known)
+        release, rows = show_rows(open_store(db), kind, program, code, day, known)
     except ReleaseError as exc:
         err.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2)
@@ -177,7 +157,7 @@ def data_diff(
 
     kind = _kind(kind)
     try:
-        d = diff_releases(_store(db), kind, program, first, second, samples)
+        d = diff_releases(open_store(db), kind, program, first, second, samples)
     except ReleaseError as exc:
         err.print(str(exc), style="red", markup=False, highlight=False)
         raise typer.Exit(2)

@@ -89,14 +89,11 @@ def line_reference_facts(f: dict[str, Any], claim, number: int, line, day: dt.da
         for family in families:
             f[_COVERED[family]] = False
         if program is not None:
-            _unchecked(f, claim, number, families, lambda kind, d: False)
+            _unchecked(f, claim, number, {FAMILIES[family] for family in families}, lambda kind, d: False)
         return
     f["reference.program"] = program
     known_on = snapshot.known_on
-
-    def release(kind: str, d: dt.date) -> int | None:
-        return reference.release(kind, program, d, known_on)
-
+    uncovered: set[str] = set()
     iso = day.isoformat()
     code = line.code
     lines = claim.lines
@@ -107,6 +104,7 @@ def line_reference_facts(f: dict[str, Any], claim, number: int, line, day: dt.da
         found = reference.release(kind, program, day, known_on)
         f[_COVERED[family]] = found is not None
         if found is None:
+            uncovered.add(kind)
             continue
         if family == "ptp":
             if same_day:
@@ -137,17 +135,19 @@ def line_reference_facts(f: dict[str, Any], claim, number: int, line, day: dt.da
                     f["telehealth_list.status"] = row[0]
                 if row[1] is not None:
                     f["telehealth_list.audio_only"] = bool(row[1])
-    _unchecked(f, claim, number, families, lambda kind, d: release(kind, d) is not None)
+    _unchecked(f, claim, number, uncovered,
+               lambda kind, d: reference.release(kind, program, d, known_on) is not None)
 
 
-def _unchecked(f: dict[str, Any], claim, number: int, families, covered) -> None:
-    """The families no release covers for this line's date, named on the claim's first line that
-    lacks each (one note per claim and family, not one per line)."""
+def _unchecked(f: dict[str, Any], claim, number: int, uncovered: set[str], covered) -> None:
+    """Name the kinds no release covers for this line's date on the claim's first line that lacks
+    each (one note per claim and kind, not one per line)."""
+    if not uncovered:
+        return
     day = claim.line_date(claim.lines[number - 1])
     earlier = {claim.line_date(other) for other in claim.lines[:number - 1]}
     if day in earlier:
         return  # an earlier line of the same date has said it
-    missing = {FAMILIES[family] for family in families if not covered(FAMILIES[family], day)
-               and all(covered(FAMILIES[family], d) for d in earlier)}
+    missing = {kind for kind in uncovered if all(covered(kind, d) for d in earlier)}
     if missing:
         f["reference.unchecked"] = missing

@@ -15,11 +15,11 @@ import sqlite3
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import platformdirs
 
-from .releases import chosen
+from .releases import TABLE_COLUMNS, chosen
 from .tables import ROW_TABLES, RefRelease
 
 MEMO = 1 << 16
@@ -136,17 +136,19 @@ def _ddl() -> list[str]:
 
 
 def _fill(db: sqlite3.Connection, releases: Iterable[tuple], rows: dict[str, Iterable[tuple]]) -> None:
+    """A reference file's tables, its releases, and each kind's rows (release id first; dates as
+    dates or ISO text)."""
+    def iso(rows: Iterable[tuple]) -> Iterator[list]:
+        return ([v.isoformat() if isinstance(v, dt.date) else v for v in row] for row in rows)
+
     for statement in _ddl():
         db.execute(statement)
     db.executemany("INSERT INTO refrelease (id, kind, program, name, period_start, period_end, published, digest, "
-                   "files, rows, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", releases)
-    from .releases import _COLUMNS
-
+                   "files, rows, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", iso(releases))
     for kind, table_rows in rows.items():
-        columns = ("release_id",) + _COLUMNS[kind]
+        columns = ("release_id",) + TABLE_COLUMNS[kind]
         db.executemany(f"INSERT INTO {ROW_TABLES[kind].__tablename__} ({', '.join(columns)}) "
-                       f"VALUES ({', '.join('?' * len(columns))})",
-                       ([v.isoformat() if isinstance(v, dt.date) else v for v in row] for row in table_rows))
+                       f"VALUES ({', '.join('?' * len(columns))})", iso(table_rows))
 
 
 def in_memory(data: dict[str, list[tuple]], programs: tuple[str, ...] = ("medicare", "medicaid")) -> Reference:
@@ -210,7 +212,7 @@ def _cached_copy(store) -> str | None:
     target = folder / f"reference-{key}.sqlite"
     if target.is_file():
         return str(target)
-    from .releases import _COLUMNS
+    from sqlalchemy import text
 
     partial = folder / f".reference-{key}-{os.getpid()}.sqlite"
     db = sqlite3.connect(partial)
@@ -218,20 +220,14 @@ def _cached_copy(store) -> str | None:
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
         with store.engine.connect() as connection:
-            from sqlalchemy import text
-
-            release_rows = [(r.id, r.kind, r.program, r.name, r.period_start.isoformat(), r.period_end.isoformat(),
-                             r.published.isoformat(), r.digest, r.files, r.rows, r.imported_at.isoformat())
-                            for r in releases]
-            kinds = sorted({r.kind for r in releases})
-            _fill(db, release_rows, {})
-            for kind in kinds:
-                columns = ("release_id",) + _COLUMNS[kind]
-                result = connection.execution_options(stream_results=True).execute(
+            def stored(kind: str) -> Iterator[tuple]:  # streamed, a kind at a time, as _fill asks for them
+                columns = ("release_id",) + TABLE_COLUMNS[kind]
+                yield from connection.execution_options(stream_results=True).execute(
                     text(f"SELECT {', '.join(columns)} FROM {ROW_TABLES[kind].__tablename__}"))
-                db.executemany(f"INSERT INTO {ROW_TABLES[kind].__tablename__} ({', '.join(columns)}) "
-                               f"VALUES ({', '.join('?' * len(columns))})",
-                               ([v.isoformat() if isinstance(v, dt.date) else v for v in row] for row in result))
+
+            _fill(db, [(r.id, r.kind, r.program, r.name, r.period_start, r.period_end, r.published, r.digest,
+                        r.files, r.rows, r.imported_at) for r in releases],
+                  {kind: stored(kind) for kind in sorted({r.kind for r in releases})})
         db.commit()
     finally:
         db.close()

@@ -66,7 +66,7 @@ class ImportResult:
     created: bool
 
 
-_COLUMNS = {
+TABLE_COLUMNS = {
     "ncci-ptp": ("column1", "column2", "effective", "deletion", "modifier", "rationale"),
     "ncci-mue": ("code", "value", "mai", "rationale"),
     "ncci-addon": ("addon", "primary_code", "edit_type", "effective", "deletion"),
@@ -110,7 +110,7 @@ def row_digest(kind: str, paths: list[Path]) -> tuple[str, int]:
 def _insert(session: Session, kind: str, release_id: int, rows: Iterator[tuple], digest) -> int:
     """Write the rows in batches by the driver's fastest path; returns how many."""
     table = ROW_TABLES[kind].__tablename__
-    columns = ("release_id",) + _COLUMNS[kind]
+    columns = ("release_id",) + TABLE_COLUMNS[kind]
     connection = session.connection()
     raw = connection.connection.driver_connection
     dialect = connection.dialect.name
@@ -227,7 +227,7 @@ def show_rows(store, kind: str, program: str, code: str, day: dt.date, known_on:
     if release is None:
         return None, []
     table = ROW_TABLES[kind].__tablename__
-    columns = _COLUMNS[kind]
+    columns = TABLE_COLUMNS[kind]
     where = {"ncci-ptp": "(column1 = :code OR column2 = :code)",
              "ncci-addon": "(addon = :code OR primary_code = :code)"}.get(kind, "code = :code")
     order = ", ".join(columns[:3])

@@ -16,6 +16,10 @@ from typing import Any
 from .segments import Segment, X12Error, split
 
 DX_QUALIFIERS = {"ABK", "ABF", "BK", "BF", "ABJ", "APR", "ABN"}
+# The segments read_837 takes a claim's facts from (N4 only for the billing state, which the
+# claim's own validation checks again). A validator finding in one of them blocks judging.
+READ_SEGMENTS = frozenset({"CLM", "SV1", "DTP", "HI", "SBR", "NM1", "DMG", "PRV", "REF", "LX", "HL",
+                           "AMT", "CAS", "OI"})
 
 
 @dataclass
