@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-import platformdirs
 from sqlalchemy import Text, event, func, insert, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Column, Field, Session, SQLModel, create_engine, select
@@ -35,8 +34,8 @@ from .findings import Finding
 from .history import History, in_person
 from .policy.model import PolicySet
 from .reference import tables as _reference_tables  # noqa: F401  (their tables are part of the schema)
+from .store_location import ENV_DB, default_url, resolve_url, sqlite_file as _sqlite_file  # noqa: F401
 
-ENV_DB = "PAYERPOLICY_DB"
 
 
 class PolicyVersion(SQLModel, table=True):
@@ -192,12 +191,6 @@ def _is_busy(exc: DBAPIError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in ("40001", "40P01")  # PostgreSQL: serialization, deadlock
 
 
-def _sqlite_file(url: str) -> Path | None:
-    if not url.startswith("sqlite:///") or url in ("sqlite://", "sqlite:///:memory:"):
-        return None
-    return Path(url[len("sqlite:///"):].split("?", 1)[0])
-
-
 def _create_private(path: Path) -> None:
     """A new store file readable and writable by its owner only: it holds patient data."""
     if path.exists():
@@ -207,16 +200,6 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:  # another process created it first
         pass
-
-
-def default_url() -> str:
-    folder = Path(platformdirs.user_data_dir("payerpolicy", appauthor=False))
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return f"sqlite:///{folder / 'payerpolicy.sqlite'}"
-
-
-def resolve_url(url: str | None) -> str:
-    return url or os.environ.get(ENV_DB) or default_url()
 
 
 def _safe_reason(exc: DBAPIError) -> str:

@@ -19,8 +19,7 @@ from typing import Any, Iterable, Iterator
 
 import platformdirs
 
-from .releases import TABLE_COLUMNS, chosen
-from .tables import ROW_TABLES, RefRelease
+from .kinds import TABLE_COLUMNS, TABLE_NAMES, chosen
 
 MEMO = 1 << 16
 
@@ -127,6 +126,8 @@ def _ddl() -> list[str]:
     from sqlalchemy.dialects import sqlite
     from sqlalchemy.schema import CreateIndex, CreateTable
 
+    from .tables import ROW_TABLES, RefRelease
+
     statements = []
     for model in (RefRelease, *ROW_TABLES.values()):
         table = model.__table__
@@ -147,7 +148,7 @@ def _fill(db: sqlite3.Connection, releases: Iterable[tuple], rows: dict[str, Ite
                    "files, rows, imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", iso(releases))
     for kind, table_rows in rows.items():
         columns = ("release_id",) + TABLE_COLUMNS[kind]
-        db.executemany(f"INSERT INTO {ROW_TABLES[kind].__tablename__} ({', '.join(columns)}) "
+        db.executemany(f"INSERT INTO {TABLE_NAMES[kind]} ({', '.join(columns)}) "
                        f"VALUES ({', '.join('?' * len(columns))})", iso(table_rows))
 
 
@@ -188,19 +189,23 @@ def _has_tables(path: Path) -> bool:
 def reference_path(url: str | None) -> str | None:
     """The SQLite file the facts step reads releases from, for the store at ``url``; None when the
     store holds no release (or does not exist: reading reference data never creates a store)."""
-    from ..store import Store, _sqlite_file, resolve_url
+    from ..store_location import resolve_url, sqlite_file
 
     resolved = resolve_url(url)
-    path = _sqlite_file(resolved)
+    path = sqlite_file(resolved)
     if path is not None:
         return str(path) if path.is_file() and _has_tables(path) else None
     if resolved.startswith("sqlite"):
         return None  # an in-memory store holds nothing between runs
+    from ..store import Store
+
     return _cached_copy(Store(resolved))
 
 
 def _cached_copy(store) -> str | None:
     from sqlmodel import Session, select
+
+    from .tables import RefRelease
 
     with Session(store.engine) as session:
         releases = list(session.exec(select(RefRelease).order_by(RefRelease.id)))
@@ -223,7 +228,7 @@ def _cached_copy(store) -> str | None:
             def stored(kind: str) -> Iterator[tuple]:  # streamed, a kind at a time, as _fill asks for them
                 columns = ("release_id",) + TABLE_COLUMNS[kind]
                 yield from connection.execution_options(stream_results=True).execute(
-                    text(f"SELECT {', '.join(columns)} FROM {ROW_TABLES[kind].__tablename__}"))
+                    text(f"SELECT {', '.join(columns)} FROM {TABLE_NAMES[kind]}"))
 
             _fill(db, [(r.id, r.kind, r.program, r.name, r.period_start, r.period_end, r.published, r.digest,
                         r.files, r.rows, r.imported_at) for r in releases],

@@ -25,14 +25,9 @@ from sqlmodel import Session, select
 
 from .. import clock
 from .layouts import KINDS, read_rows
+from .kinds import MEDICARE_ONLY, PROGRAMS, TABLE_COLUMNS, chosen
 from .tables import ROW_TABLES, RefRelease
 
-PROGRAMS = ("medicare", "medicaid")
-# Kinds CMS publishes for Medicare only.
-MEDICARE_ONLY = ("mpfs-indicators", "telehealth-list")
-# Rows that carry their own effective and deletion dates: a complete file of these covers every
-# date of service up to its period's end. The others are a snapshot for their period only.
-DATED_ROWS = ("ncci-ptp", "ncci-addon")
 BATCH = 50_000
 
 _NAME = re.compile(r"^(\d{4})(?:Q([1-4]))?([-_.]?[A-Za-z0-9]+)?$")
@@ -66,13 +61,6 @@ class ImportResult:
     created: bool
 
 
-TABLE_COLUMNS = {
-    "ncci-ptp": ("column1", "column2", "effective", "deletion", "modifier", "rationale"),
-    "ncci-mue": ("code", "value", "mai", "rationale"),
-    "ncci-addon": ("addon", "primary_code", "edit_type", "effective", "deletion"),
-    "mpfs-indicators": ("code", "modifier", "status", "global_days", "rvu"),
-    "telehealth-list": ("code", "status", "audio_only", "effective"),
-}
 # What identifies a row across releases (for diff), and what may change.
 _KEYS = {
     "ncci-ptp": (("column1", "column2", "effective"), ("deletion", "modifier")),
@@ -205,18 +193,6 @@ def list_releases(store) -> list[RefRelease]:
                                                              RefRelease.period_start, RefRelease.published)))
 
 
-def chosen(releases, kind: str, program: str, day: dt.date, known_on: dt.date):
-    """The release that governs a date of service as known on a date: of those published by then
-    that cover the date, the latest published (a later release corrects an earlier one)."""
-    best = None
-    for r in releases:
-        if r.kind != kind or r.program != program or r.published > known_on or day > r.period_end:
-            continue
-        if kind not in DATED_ROWS and day < r.period_start:
-            continue
-        if best is None or (r.published, r.period_start, r.id) > (best.published, best.period_start, best.id):
-            best = r
-    return best
 
 
 def show_rows(store, kind: str, program: str, code: str, day: dt.date, known_on: dt.date

@@ -11,6 +11,8 @@ import datetime as dt
 from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from .kinds import TABLE_NAMES
+
 
 class RefRelease(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("kind", "program", "name", name="uq_refrelease_name"),)
@@ -28,6 +30,7 @@ class RefRelease(SQLModel, table=True):
 
 
 class PtpEdit(SQLModel, table=True):
+    __tablename__ = TABLE_NAMES["ncci-ptp"]
     __table_args__ = (Index("ix_ptpedit_lookup", "release_id", "column2", "column1"),)
     id: int | None = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="refrelease.id")
@@ -40,6 +43,7 @@ class PtpEdit(SQLModel, table=True):
 
 
 class MueEdit(SQLModel, table=True):
+    __tablename__ = TABLE_NAMES["ncci-mue"]
     __table_args__ = (Index("ix_mueedit_lookup", "release_id", "code"),)
     id: int | None = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="refrelease.id")
@@ -50,6 +54,7 @@ class MueEdit(SQLModel, table=True):
 
 
 class AddonEdit(SQLModel, table=True):
+    __tablename__ = TABLE_NAMES["ncci-addon"]
     __table_args__ = (Index("ix_addonedit_lookup", "release_id", "addon"),)
     id: int | None = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="refrelease.id")
@@ -61,6 +66,7 @@ class AddonEdit(SQLModel, table=True):
 
 
 class MpfsIndicator(SQLModel, table=True):
+    __tablename__ = TABLE_NAMES["mpfs-indicators"]
     __table_args__ = (Index("ix_mpfsindicator_lookup", "release_id", "code"),)
     id: int | None = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="refrelease.id")
@@ -72,6 +78,7 @@ class MpfsIndicator(SQLModel, table=True):
 
 
 class TelehealthCode(SQLModel, table=True):
+    __tablename__ = TABLE_NAMES["telehealth-list"]
     __table_args__ = (Index("ix_telehealthcode_lookup", "release_id", "code"),)
     id: int | None = Field(default=None, primary_key=True)
     release_id: int = Field(foreign_key="refrelease.id")
