@@ -634,7 +634,7 @@ def policy_lint(policies: Optional[Path] = PoliciesOpt, known_on: Optional[str] 
 
     Exit 1 when any check reports something.
     """
-    from .lint import lint
+    from .policy.lint import lint
     from .reference.lookup import imported_releases
 
     today = clock.today()
@@ -657,7 +657,7 @@ def policy_test(
     """Run every `cases:` block beside the rules and report per-rule coverage (exit 1 on a failure)."""
     from rich.table import Table
 
-    from .cases import run_cases
+    from .policy.cases import run_cases
     policy = _load(policies)
     report = run_cases(policy, known_on or clock.today(), rule)
     failed = [r for r in report.results if not r.passed]
@@ -763,7 +763,7 @@ def policy_diff(
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
 ) -> None:
     """What changed between two policy versions, rule by rule and code by code (not a text diff)."""
-    from .policydiff import diff_policies
+    from .policy.diff import diff_policies
 
     changes = diff_policies(_policy_ref(old, db), _policy_ref(new, db))
     if format is ShortFormat.json:
@@ -804,7 +804,7 @@ def policy_query(
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
 ) -> None:
     """Who pays a code on a date, and what they want: answered by the rules, with their ids and sources."""
-    from .query import Question, ask, parse_text
+    from .policy.query import Question, ask, parse_text
 
     policy = _load(policies)
     parsed: dict = {"modifiers": []}
@@ -854,7 +854,7 @@ def policy_history(
 ) -> None:
     """Each dated change to a code and to the rules about it, for one payer, by date published;
     without a code, every rule revision and disable in the payer's chain."""
-    from .policydiff import code_history
+    from .policy.diff import code_history
 
     policy = _load(policies)
     if payer.lower() not in policy.payers:

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from engine.cases import run_case
+from engine.policy.cases import run_case
 from engine.policy.loader import load_policies
 
 POLICY = load_policies()
@@ -18,7 +18,7 @@ def test_policy_case(case):
 
 
 def test_every_finding_rule_is_expected_to_fire_by_some_case():
-    from engine.cases import run_cases
+    from engine.policy.cases import run_cases
 
     report = run_cases(POLICY, TODAY)
     never = [rule for rule, counts in report.rules.items() if not counts["expected"]]
@@ -26,21 +26,21 @@ def test_every_finding_rule_is_expected_to_fire_by_some_case():
 
 
 def test_every_rule_has_a_near_miss_too():
-    from engine.cases import run_cases
+    from engine.policy.cases import run_cases
 
     report = run_cases(POLICY, TODAY)
     assert [rule for rule, counts in report.rules.items() if not counts["expected_not"]] == []
 
 
 def test_bundled_tree_is_lint_clean():
-    from engine.lint import lint
+    from engine.policy.lint import lint
 
     report = lint(POLICY, TODAY)
     assert {k: v for k, v in report.checks.items() if v} == {}
 
 
 def test_lint_finds_a_gap_in_a_code_life(policy_copy):
-    from engine.lint import code_gaps
+    from engine.policy.lint import code_gaps
 
     path = policy_copy / "cpt" / "telephone-codes.yaml"
     path.write_text(path.read_text().replace("{effective: {from: 2025-01-01}, kind: telephone-em, status: deleted",

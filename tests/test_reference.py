@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engine.cli import app
-from engine.lint import stale_releases
+from engine.policy.lint import stale_releases
 from engine.policy.loader import load_policies
 from engine.reference.layouts import LayoutError, read_rows
 from engine.reference.lookup import imported_releases

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from engine.policy.loader import load_policies
-from engine.policydiff import code_history, diff_policies
+from engine.policy.diff import code_history, diff_policies
 from engine.whatif import SetError, apply_set, parse_sets
 
 from .conftest import judged

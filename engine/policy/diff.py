@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .policy.fields import describe, walk
-from .policy.loader import EARLIEST
-from .policy.model import PolicySet, RuleRevision
-from .policy.snapshot import parse_when
+from .fields import describe, walk
+from .loader import EARLIEST
+from .model import PolicySet, RuleRevision
+from .snapshot import parse_when
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from .claims import parse_claims_text
-from .policy.model import Case, PolicySet
-from .scrub import scrub
+from ..claims import parse_claims_text
+from .model import Case, PolicySet
+from ..scrub import scrub
 
 
 @dataclass
@@ -49,8 +49,8 @@ def run_case(case: Case, policy: PolicySet, default_known_on: dt.date) -> CaseRe
     items = parse_claims_text(json.dumps(batch))
     resolver = None
     if case.data:
-        from .policy.snapshot import Resolver
-        from .reference.lookup import in_memory
+        from .snapshot import Resolver
+        from ..reference.lookup import in_memory
 
         resolver = Resolver(policy, in_memory(case.data))
     outcome = scrub(items, policy, known_on, resolver=resolver).claims[-1]

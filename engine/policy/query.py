@@ -11,10 +11,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .claims import Claim, validate_claim
-from .findings import Finding
-from .policy.model import PolicySet
-from .scrub import scrub
+from ..claims import Claim, validate_claim
+from ..findings import Finding
+from .model import PolicySet
+from ..scrub import scrub
 
 
 @dataclass

@@ -6,8 +6,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from .cases import run_cases
-from .policy.loader import EARLIEST
-from .policy.model import PolicySet
+from .loader import EARLIEST
+from .model import PolicySet
 
 
 @dataclass
@@ -38,7 +38,7 @@ def code_gaps(policy: PolicySet) -> list[str]:
 def stale_releases(policy: PolicySet, releases, today: dt.date) -> list[str]:
     """The newest imported release of each kind a program the tree reads, when it ends before
     the current quarter: claims of this quarter would be judged without CMS's tables."""
-    from .reference.releases import current_quarter, period_of
+    from ..reference.releases import current_quarter, period_of
 
     programs = {layer.reference_data for layer in policy.layers.values()} - {None, "none"}
     quarter_start = period_of(current_quarter(today))[0]
