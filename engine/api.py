@@ -53,7 +53,7 @@ def findings_table(claims: Iterable[dict[str, Any]], known_on: dt.date,
     finding and one per claim without findings (``.to_pandas()`` for a DataFrame)."""
     import pyarrow as pa
 
-    from .writers import FINDING_COLUMNS, table_columns
+    from .reports.writers import FINDING_COLUMNS, table_columns
 
     policy = policy or load_policies()
     items = validate_items(list(claims), None, policy)

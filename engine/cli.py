@@ -113,7 +113,7 @@ def scrub(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from . import writers
+    from .reports import writers
     from .pipeline import UsageError, scrub_files
 
     policy = _load(policies)
@@ -390,7 +390,7 @@ def denials(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from .denials import RemitFileError, analyze, read_remit_files, sort_inputs, worklist_csv
-    from .denials_report import render
+    from .reports.denials import render
 
     policy = _load(policies)
     if payer and payer.lower() not in policy.payers:

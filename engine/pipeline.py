@@ -20,7 +20,7 @@ from .sources import Input, UsageError, x12_items  # noqa: F401  (x12_items: the
 
 if TYPE_CHECKING:
     from .store import Store
-    from .writers import Writer
+    from .reports.writers import Writer
 
 
 def read_encounters(path: Path) -> dict[str, dict[str, Any]]:

@@ -167,7 +167,7 @@ def run(count: int, seed: str, workdir: Path, client: Any = None, auth: dict | N
     from engine.pipeline import scrub_files
     from engine.policy.loader import _Loader, bundled_policies, load_policies
     from engine.policy.yamlsrc import PolicyError
-    from engine.writers import JsonLinesWriter
+    from engine.reports.writers import JsonLinesWriter
 
     import shutil
 

@@ -16,7 +16,7 @@ from engine.claims import parse_claims_text
 from engine.cli import app
 from engine.denials import RemitFileError, analyze, read_remit_csv
 from engine.denials_bench import generate
-from engine.denials_report import render
+from engine.reports.denials import render
 
 from .conftest import ROOT, judged
 

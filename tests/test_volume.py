@@ -22,7 +22,7 @@ from engine.pipeline import read_claim_files, scrub_files
 from engine.scrub import scrub
 from engine.store import Store
 from engine.synthetic import synthetic_claims
-from engine.writers import JsonLinesWriter, JsonWriter, ParquetWriter
+from engine.reports.writers import JsonLinesWriter, JsonWriter, ParquetWriter
 
 from .conftest import ROOT, judged
 

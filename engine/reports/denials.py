@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 
-from .denials import DenialReport
+from ..denials import DenialReport
 
 COLORS = {"predicted": "#c0392b", "overturned": "#8e44ad", "unexplained": "#7f8c8d",
           "false_positive": "#e67e22", "agreed_paid": "#27ae60"}

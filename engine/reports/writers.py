@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import orjson
 
-from .report import claim_lines, fix_text, summary_line
+from .text import claim_lines, fix_text, summary_line
 
 
 class OutputError(Exception):
