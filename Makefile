@@ -46,11 +46,11 @@ soak: $(STAMP) $(POSTGRES)
 
 # Heavy: about an hour on 2 cores (a million claims scrubbed twice, a million judged twice for denials).
 bench: $(STAMP)
-	$(BIN)/python -m engine.bench
-	$(BIN)/python -m engine.bench_serve
-	$(BIN)/python -m engine.denials_bench --claims 100000 --workers 2
-	$(BIN)/python -m engine.denials_bench --claims 1000000 --workers 2
-	$(BIN)/python -m engine.reference_bench
+	$(BIN)/python -m benchmarks.bench
+	$(BIN)/python -m benchmarks.bench_serve
+	$(BIN)/python -m benchmarks.denials_bench --claims 100000 --workers 2
+	$(BIN)/python -m benchmarks.denials_bench --claims 1000000 --workers 2
+	$(BIN)/python -m benchmarks.reference_bench
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -13,7 +13,7 @@ from engine.history import History
 from engine.policy.loader import load_policies
 from engine.policy.snapshot import Resolver
 from engine.scrub import add_to_history
-from engine.synthetic import synthetic_claims
+from benchmarks.synthetic import synthetic_claims
 
 POLICY = load_policies()
 TODAY = dt.date(2026, 11, 27)

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from engine.claims import parse_claims_text
 from engine.cli import app
 from engine.denials import RemitFileError, analyze, read_remit_csv
-from engine.denials_bench import generate
+from benchmarks.denials_bench import generate
 from engine.reports.denials import render
 
 from .conftest import ROOT, judged

@@ -203,8 +203,8 @@ def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path):
     import sys
     import time
 
-    from engine.synthetic import synthetic_claims
-    from engine.bench_serve import free_port, wait_healthy
+    from benchmarks.synthetic import synthetic_claims
+    from benchmarks.bench_serve import free_port, wait_healthy
 
     port = free_port()
     db = f"sqlite:///{tmp_path / 'served.sqlite'}"
@@ -259,7 +259,7 @@ def test_serve_with_two_workers_answers_like_one(tmp_path):
     import subprocess
     import sys
 
-    from engine.bench_serve import free_port, wait_healthy
+    from benchmarks.bench_serve import free_port, wait_healthy
 
     port = free_port()
     env = dict(os.environ, PAYERPOLICY_TOKENS=TOKEN, PAYERPOLICY_DB=f"sqlite:///{tmp_path / 's.sqlite'}")

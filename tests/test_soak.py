@@ -56,7 +56,7 @@ def send_until_answered(port: int, body: str, key: str) -> tuple[list[int], dict
 
 
 def test_parallel_requests_with_retries_store_each_run_once_and_log_no_claim_data(tmp_path):
-    from engine.bench_serve import free_port, wait_healthy
+    from benchmarks.bench_serve import free_port, wait_healthy
 
     port = free_port()
     db = f"sqlite:///{tmp_path / 'soak.sqlite'}"

@@ -21,7 +21,7 @@ from engine.cli import app
 from engine.pipeline import read_claim_files, scrub_files
 from engine.scrub import scrub
 from engine.store import Store
-from engine.synthetic import synthetic_claims
+from benchmarks.synthetic import synthetic_claims
 from engine.reports.writers import JsonLinesWriter, JsonWriter, ParquetWriter
 
 from .conftest import ROOT, judged
@@ -242,7 +242,7 @@ def test_a_killed_chunked_run_leaves_nothing_a_user_sees(tmp_path, db_url):
 def test_whatif_and_denials_on_two_workers_equal_one(policy, monkeypatch):
     from engine import denials
     from engine.claims import parse_claims_text
-    from engine.denials_bench import generate
+    from benchmarks.denials_bench import generate
     from engine.whatif import knowledge_dates
 
     items = parse_claims_text("\n".join(json.dumps(c) for c in synthetic_claims(2500, seed=4)))

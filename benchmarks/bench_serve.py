@@ -1,6 +1,6 @@
 """Load run for the HTTP service: single-claim scrubs against a local server on loopback.
 
-    python -m engine.bench_serve [--requests 2000] [--seconds 120]
+    python -m benchmarks.bench_serve [--requests 2000] [--seconds 120]
 
 Starts ``payerpolicy serve`` on 127.0.0.1 (a free port) once per configuration - one
 worker without and with the store, at 1 and 8 client threads, and two workers - sends a

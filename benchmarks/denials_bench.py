@@ -1,6 +1,6 @@
 """A generated year of claims and remittances with known, planted causes of denial.
 
-    python -m engine.denials_bench [--claims 200000] [--seed 5] [--workers 1]
+    python -m benchmarks.denials_bench [--claims 200000] [--seed 5] [--workers 1]
 
 Used by the tests (small) and the benchmark (large): every claim's expected category per
 line is known, so the analysis can be checked line by line.
@@ -150,9 +150,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
-    from .denials import analyze, read_remit_files
-    from .pipeline import iter_claim_files
-    from .policy.loader import load_policies
+    from engine.denials import analyze, read_remit_files
+    from engine.pipeline import iter_claim_files
+    from engine.policy.loader import load_policies
 
     policy = load_policies()
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Benchmark: the scrub command end to end on reproducible synthetic claims.
 
-    python -m engine.bench [--claims 100000] [--large 1000000] [--cluster-claims 200000] [--sections ...]
+    python -m benchmarks.bench [--claims 100000] [--large 1000000] [--cluster-claims 200000] [--sections ...]
 
 Each figure is measured here, in one run, so ratios compare like with like on a shared
 machine:
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import orjson
 
-from . import clock
+from engine import clock
 from .synthetic import iter_synthetic_claims
 
 KNOWN = "2026-11-27"
@@ -73,12 +73,12 @@ def rules_against_raw_engine(path: Path, count: int) -> tuple[float, float, floa
     """Seconds of CompiledRules.run over the claims' facts, and of the bare C engine on the same messages."""
     import durable_rules_engine as engine
 
-    from . import chaining
-    from .claims import Claim
-    from .facts import claim_facts, line_facts
-    from .history import History
-    from .policy.loader import load_policies
-    from .policy.snapshot import Resolver
+    from engine import chaining
+    from engine.claims import Claim
+    from engine.facts import claim_facts, line_facts
+    from engine.history import History
+    from engine.policy.loader import load_policies
+    from engine.policy.snapshot import Resolver
 
     policy = load_policies()
     resolver = Resolver(policy)

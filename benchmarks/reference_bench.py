@@ -1,6 +1,6 @@
 """Benchmark: CMS releases of the real size - importing them, and scrubbing with them.
 
-    python -m engine.reference_bench [--ptp-rows 1500000] [--claims 50000] [--seed 3]
+    python -m benchmarks.reference_bench [--ptp-rows 1500000] [--claims 50000] [--seed 3]
 
 Writes a generated practitioner PTP release in CMS's text layout (four files, like
 ccipra-v3xxr0-f1..f4.txt) and a practitioner MUE table for each quarter 2019Q1-2026Q4, imports
