@@ -11,8 +11,8 @@ from typing import Optional
 import typer
 
 from .. import clock
-from ..terminal import DbOpt, err, open_store, out, parse_date
-from .layouts import KINDS
+from ._options import DbOpt, err, open_store, out, parse_date
+from ..reference.layouts import KINDS
 
 data_app = typer.Typer(help="CMS reference data (NCCI PTP, MUE and add-on edits, MPFS indicators, the Medicare "
                             "telehealth list): import releases, list, show, diff.", no_args_is_help=True)
@@ -44,8 +44,8 @@ def data_import(
     Importing the same release again changes nothing; other rows under a name already imported
     are refused (import a correction under its own name).
     """
-    from .layouts import LayoutError
-    from .releases import ReleaseError, import_release
+    from ..reference.layouts import LayoutError
+    from ..reference.releases import ReleaseError, import_release
 
     kind = _kind(kind)
     missing = [str(f) for f in files if not f.is_file()]
@@ -74,7 +74,7 @@ def data_list(db: Optional[str] = DbOpt,
     """Imported releases per kind and program, with their periods and when they became known."""
     from rich.table import Table
 
-    from .releases import list_releases
+    from ..reference.releases import list_releases
 
     releases = list_releases(open_store(db))
     if format == "json":
@@ -110,7 +110,7 @@ def data_show(
     """A code's rows in the release that governs a date of service, as known on a date."""
     from rich.table import Table
 
-    from .releases import ReleaseError, show_rows
+    from ..reference.releases import ReleaseError, show_rows
 
     kind = _kind(kind)
     today = clock.today()
@@ -153,7 +153,7 @@ def data_diff(
 ) -> None:
     """What changed between two releases: rows added, removed, and changed (deletion dates, modifier
     indicators, values), with counts and samples - the quarterly change report."""
-    from .releases import ReleaseError, diff_releases
+    from ..reference.releases import ReleaseError, diff_releases
 
     kind = _kind(kind)
     try:

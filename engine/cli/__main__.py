@@ -1,0 +1,5 @@
+"""``python -m engine.cli``: the same command line as ``payerpolicy``."""
+
+from . import main
+
+main()
