@@ -15,6 +15,8 @@ from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator
 
+from .money import Money
+
 ProviderType = Literal[
     "MD", "DO", "NP", "PA", "CNS", "RN", "LPN", "MA", "pharmacist", "psychologist",
     "LCSW", "LMFT", "LPC", "PT", "OT", "SLP", "RD",
@@ -78,7 +80,7 @@ class Line(_Model):
     code: Code
     modifiers: list[Modifier] = Field(default_factory=list, max_length=4)
     units: int = Field(default=1, ge=1, le=999)
-    charge: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    charge: Money | None = Field(default=None, ge=0)
     service_date: dt.date | None = None
     service_date_to: dt.date | None = None  # the end of a date range (X12 RD8), when the line spans days
     rendering_provider: Provider | None = None  # the line's own, when it is not the claim's (X12 2420A)
@@ -111,7 +113,7 @@ class Plan(_Model):
 class Adjustment(_Model):
     group: str = Field(max_length=2)
     carc: str = Field(max_length=5)
-    amount: float | None = Field(default=None, allow_inf_nan=False)
+    amount: Money | None = None
 
 
 class OtherPayer(_Model):
@@ -121,7 +123,7 @@ class OtherPayer(_Model):
     name: str | None = None
     responsibility: str | None = Field(default=None, max_length=1)  # SBR01: P primary, S secondary, T tertiary...
     filing: str | None = Field(default=None, max_length=2)  # SBR09 claim filing indicator (MB Medicare B, MC Medicaid...)
-    paid: float | None = Field(default=None, allow_inf_nan=False)
+    paid: Money | None = None
     adjustments: list[Adjustment] = Field(default_factory=list, max_length=99)
 
 

@@ -17,10 +17,12 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator
 
 from .claims import Claim
 from .findings import Finding
+from .money import ZERO, cents, json_default, money_text, parse_money
 from .policy.model import PolicySet
 from .scrub import scrub_iter
 from .x12.match import match_claim
@@ -42,7 +44,7 @@ def _csv_rows(lines: Iterable[str], name: str) -> Iterator[tuple[str, dt.date, R
     for number, row in enumerate(reader, 2):
         try:
             day = dt.date.fromisoformat(row["adjudication_date"])
-            charge, paid = float(row["charge"] or 0), float(row["paid"] or 0)
+            charge, paid = parse_money(row["charge"]) or ZERO, parse_money(row["paid"]) or ZERO
             position = int(row["line"])
         except ValueError:
             raise RemitFileError(f"{name}:{number}: line, charge, paid or adjudication_date is not valid") from None
@@ -53,16 +55,23 @@ def _csv_rows(lines: Iterable[str], name: str) -> Iterator[tuple[str, dt.date, R
             if not group or not carc:
                 raise RemitFileError(f"{name}:{number}: adjustment '{item}' is not GROUP-CARC[:amount]")
             adjustments.append(Adjustment(group=group.upper(), carc=carc.upper(),
-                                          amount=float(amount) if amount else None))
+                                          amount=_amount(amount, item, name, number)))
         yield row["claim_id"], day, RemitLine(position=position, code=row["code"].strip().upper(), charge=charge,
                                               paid=paid, adjustments=adjustments,
                                               remarks=[r for r in (row["remarks"] or "").split(";") if r])
 
 
+def _amount(text: str, item: str, name: str, number: int) -> Decimal | None:
+    try:
+        return parse_money(text)
+    except ValueError:
+        raise RemitFileError(f"{name}:{number}: adjustment '{item}': '{text}' is not an amount") from None
+
+
 def _csv_claim(claim_id: str, lines: list[RemitLine]) -> RemitClaim:
     """One claim's CSV rows of one adjudication date as a remitted claim (denied when nothing was paid)."""
-    claim = RemitClaim(claim_id=claim_id, status="1", charge=sum(ln.charge or 0 for ln in lines),
-                       paid=sum(ln.paid or 0 for ln in lines), lines=lines)
+    claim = RemitClaim(claim_id=claim_id, status="1", charge=sum((ln.charge or ZERO for ln in lines), ZERO),
+                       paid=sum((ln.paid or ZERO for ln in lines), ZERO), lines=lines)
     if not claim.paid and all(ln.paid == 0 for ln in lines):
         claim.status = "4"
     return claim
@@ -243,8 +252,8 @@ class LineOutcome:
     payer: str
     service_date: dt.date
     adjudicated: dt.date | None
-    charge: float
-    paid: float
+    charge: Decimal
+    paid: Decimal
     carcs: list[str]  # "CO-96"
     category: str
     rules_then: list[RuleHit] = field(default_factory=list)
@@ -257,7 +266,7 @@ class LineOutcome:
             "claim_id": self.claim_id, "line": self.line, "code": self.code, "payer": self.payer,
             "service_date": self.service_date.isoformat(),
             "adjudicated": self.adjudicated.isoformat() if self.adjudicated else None,
-            "charge": round(self.charge, 2), "paid": round(self.paid, 2), "carcs": self.carcs,
+            "charge": self.charge, "paid": self.paid, "carcs": self.carcs,
             "category": self.category, "carc_match": self.carc_match,
             "rules_then": [f.rule for f in self.rules_then], "rules_now": [f.rule for f in self.rules_now],
             "fix": self.rules_then[0].fix if self.rules_then else None,
@@ -279,14 +288,14 @@ class DenialReport:
         self._db = sqlite3.connect("")
         self._db.executescript("""
             PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
-            CREATE TABLE work (charge REAL, body TEXT);
+            CREATE TABLE work (cents INTEGER, body TEXT);
             CREATE TABLE unremitted (claim_id TEXT);
         """)
         self._counts: dict[str, int] = defaultdict(int)
-        self._dollars: dict[str, float] = defaultdict(float)
+        self._dollars: dict[str, Decimal] = defaultdict(Decimal)
         self._stats: dict[tuple[str, str], dict[str, Any]] = {}
         self._denied_by_carc: dict[tuple[str, str], int] = defaultdict(int)
-        self._trends: dict[str, dict[str, dict[str, float]]] = {"month": {}, "payer": {}, "family": {}, "carc": {}}
+        self._trends: dict[str, dict[str, dict[str, Any]]] = {"month": {}, "payer": {}, "family": {}, "carc": {}}
         self._unexplained: dict[tuple[str, str], dict[str, Any]] = {}
         self._work = 0
 
@@ -298,7 +307,9 @@ class DenialReport:
         return [c for (c,) in self._db.execute("SELECT claim_id FROM unremitted ORDER BY rowid")]
 
     def _to_work(self, row: dict[str, Any]) -> None:
-        self._db.execute("INSERT INTO work VALUES (?, ?)", (row["charge"], json.dumps(row)))
+        # ordered by the charge in whole cents; the body keeps it as money text
+        self._db.execute("INSERT INTO work VALUES (?, ?)", (int(cents(row["charge"]) * 100),
+                                                           json.dumps(row, default=json_default)))
         self._work += 1
 
     def add(self, ln: LineOutcome) -> None:
@@ -312,12 +323,12 @@ class DenialReport:
                 self._denied_by_carc[(ln.payer, carc)] += 1
             keys = {"month": ln.service_date.strftime("%Y-%m"), "payer": ln.payer, "family": ln.family or "other"}
             for axis, key in list(keys.items()) + [("carc", c) for c in (ln.carcs or ["(none)"])]:
-                bucket = self._trends[axis].setdefault(key, {"denied": 0, "dollars": 0.0})
+                bucket = self._trends[axis].setdefault(key, {"denied": 0, "dollars": ZERO})
                 bucket["denied"] += 1
-                bucket["dollars"] = round(bucket["dollars"] + ln.charge, 2)
+                bucket["dollars"] += ln.charge
         for f in ln.rules_then:
             s = self._stats.setdefault((f.rule, ln.payer), {"rule": f.rule, "payer": ln.payer, "carc": f.carc,
-                                                            "fired": 0, "agreed": 0, "caught": 0, "dollars": 0.0})
+                                                            "fired": 0, "agreed": 0, "caught": 0, "dollars": ZERO})
             s["fired"] += 1
             s["dollars"] += ln.charge
             if ln.category in ("predicted", "overturned"):
@@ -327,18 +338,18 @@ class DenialReport:
         if ln.category == "unexplained":
             for carc in ln.carcs or ["(none)"]:
                 p = self._unexplained.setdefault((carc, ln.payer), {"carc": carc, "payer": ln.payer, "lines": 0,
-                                                                    "dollars": 0.0})
+                                                                    "dollars": ZERO})
                 p["lines"] += 1
-                p["dollars"] = round(p["dollars"] + ln.charge, 2)
+                p["dollars"] += ln.charge
         if ln.category == "predicted" and ln.rules_now:
             f = ln.rules_now[0]
             self._to_work({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
-                                   "charge": round(ln.charge, 2), "action": "correct and resubmit", "rule": f.rule,
+                                   "charge": ln.charge, "action": "correct and resubmit", "rule": f.rule,
                                    "reason": f.message, "fix": f.fix or "", "source": f.source})
         elif ln.category == "overturned":
             f = ln.rules_then[0]
             self._to_work({"claim_id": ln.claim_id, "line": ln.line, "code": ln.code, "payer": ln.payer,
-                                   "charge": round(ln.charge, 2), "action": "reprocess or appeal", "rule": f.rule,
+                                   "charge": ln.charge, "action": "reprocess or appeal", "rule": f.rule,
                                    "reason": f"denied under {f.rule} revision {f.revision}; as known today the line "
                                              f"is payable (a later change applies retroactively)",
                                    "fix": "Ask the payer to reprocess, or appeal citing the retroactive change.",
@@ -347,7 +358,7 @@ class DenialReport:
     def totals(self) -> dict[str, Any]:
         lines = sum(self._counts.values())
         return {"lines": lines, "by_category": dict(self._counts),
-                "charges_by_category": {k: round(v, 2) for k, v in self._dollars.items()},
+                "charges_by_category": dict(self._dollars),
                 "denied_lines": sum(self._counts[c] for c in ("predicted", "overturned", "unexplained")),
                 "unmatched_remits": len(self.unmatched_remits),
                 "unremitted_claims": self._db.execute("SELECT count(*) FROM unremitted").fetchone()[0]}
@@ -356,12 +367,12 @@ class DenialReport:
         out = []
         for (rule, payer), s in sorted(self._stats.items()):
             total = self._denied_by_carc.get((payer, s["carc"]), 0)
-            out.append(dict(s, dollars=round(s["dollars"], 2),
+            out.append(dict(s,
                             precision=round(s["agreed"] / s["fired"], 3) if s["fired"] else None,
                             recall=round(s["caught"] / total, 3) if total else None))
         return out
 
-    def trends(self) -> dict[str, dict[str, dict[str, float]]]:
+    def trends(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {axis: dict(sorted(values.items())) for axis, values in self._trends.items()}
 
     def top_unexplained(self, limit: int = 10) -> list[dict[str, Any]]:
@@ -372,9 +383,11 @@ class DenialReport:
         return list(self.iter_worklist(limit))
 
     def iter_worklist(self, limit: int | None = None) -> Iterator[dict[str, Any]]:
-        query = "SELECT body FROM work ORDER BY charge DESC, rowid" + (f" LIMIT {int(limit)}" if limit else "")
+        query = "SELECT body FROM work ORDER BY cents DESC, rowid" + (f" LIMIT {int(limit)}" if limit else "")
         for (body,) in self._db.execute(query):
-            yield json.loads(body)
+            row = json.loads(body)
+            row["charge"] = Decimal(row["charge"])
+            yield row
 
     def as_dict(self) -> dict[str, Any]:
         return {"known_on": self.known_on.isoformat(), "totals": self.totals(),
@@ -389,7 +402,7 @@ def worklist_csv(report: DenialReport) -> str:
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
     for row in report.iter_worklist():
-        writer.writerow(row)
+        writer.writerow(dict(row, charge=money_text(row["charge"])))
     return out.getvalue()
 
 
@@ -494,7 +507,7 @@ def judge_pairs(ctx: Any, by_date: list[tuple[dt.date, list]]) -> list[LineOutco
                 attrs = resolver.get(claim.payer, claim.state, today).code_attrs(line.code, claim.line_date(line)) or {}
                 outcomes.append(LineOutcome(
                     claim.id, number, line.code, claim.payer, claim.line_date(line), day,
-                    float(line.charge or (rl.charge if rl else 0) or 0), float((rl.paid if rl else pair.remit.paid) or 0),
+                    line.charge or (rl.charge if rl else None) or ZERO, (rl.paid if rl else pair.remit.paid) or ZERO,
                     carcs, category, errors_then, errors_now,
                     carc_match=any(f.carc and any(c.endswith("-" + f.carc) for c in carcs) for f in errors_then),
                     family=attrs.get("family") or attrs.get("kind")))

@@ -15,6 +15,7 @@ import datetime as dt
 from typing import Any, Iterable, Iterator
 
 from .claims import InputError, InvalidClaim
+from .money import parse_money
 
 TUVA_KEYS = {"claim_id", "hcpcs_code"}
 MODIFIER_COLUMNS = [f"hcpcs_modifier_{n}" for n in range(1, 6)]
@@ -49,6 +50,13 @@ def _number(value: Any) -> Any:
     except (TypeError, ValueError):
         return value  # validation names the field
     return int(number) if number.is_integer() else number
+
+
+def _amount(value: Any) -> Any:
+    try:
+        return parse_money(value)
+    except ValueError:
+        return value  # validation names the field
 
 
 def _pos(value: Any) -> str | None:
@@ -86,7 +94,7 @@ class TuvaGrouper:
             if modifiers:
                 line["modifiers"] = modifiers
             for key, value in (("units", _number(row.get("service_unit_quantity"))),
-                               ("charge", _number(row.get("charge_amount"))),
+                               ("charge", _amount(row.get("charge_amount"))),
                                ("service_date", _day(row.get("claim_line_start_date"))),
                                ("place_of_service", _pos(row.get("place_of_service_code")))):
                 if value is not None:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from .claims import Claim, InputError, InvalidClaim, validate_claim
 from .findings import Finding
+from .money import ZERO, money_text
 from .policy.model import PolicySet
 from .scrub import ClaimResult, ScrubResult, scrub
 
@@ -99,8 +101,8 @@ class ClaimChange:
     added: list[Finding] = field(default_factory=list)
     removed: list[Finding] = field(default_factory=list)
     changed: list[tuple[Finding, Finding]] = field(default_factory=list)
-    at_risk_a: float = 0.0
-    at_risk_b: float = 0.0
+    at_risk_a: Decimal = ZERO
+    at_risk_b: Decimal = ZERO
 
     @property
     def differs(self) -> bool:
@@ -114,15 +116,15 @@ class ClaimChange:
             "id": self.id, "status": {"a": self.status_a, "b": self.status_b},
             "added": [f.as_dict() for f in self.added], "removed": [f.as_dict() for f in self.removed],
             "changed": [{"a": a.as_dict(), "b": b.as_dict()} for a, b in self.changed],
-            "at_risk": {"a": round(self.at_risk_a, 2), "b": round(self.at_risk_b, 2)},
+            "at_risk": {"a": money_text(self.at_risk_a), "b": money_text(self.at_risk_b)},
         }
 
 
-def _at_risk(claim: Claim | InvalidClaim, result: ClaimResult) -> float:
+def _at_risk(claim: Claim | InvalidClaim, result: ClaimResult) -> Decimal:
     if not isinstance(claim, Claim):
-        return 0.0
+        return ZERO
     error_lines = {f.line for f in result.findings if f.severity == "error"}
-    return sum(line.charge or 0.0 for n, line in enumerate(claim.lines, 1) if n in error_lines)
+    return sum((line.charge or ZERO for n, line in enumerate(claim.lines, 1) if n in error_lines), ZERO)
 
 
 def _comparable(f: Finding) -> tuple:
@@ -166,8 +168,8 @@ class Comparison:
         return {"variant": self.label, "a": self.a, "b": self.b,
                 "claims": [c.as_dict() for c in self.changes],
                 "changed_claims": len(self.changed), "by_rule": self.by_rule(),
-                "at_risk": {"a": round(sum(c.at_risk_a for c in self.changes), 2),
-                            "b": round(sum(c.at_risk_b for c in self.changes), 2)}}
+                "at_risk": {"a": money_text(sum((c.at_risk_a for c in self.changes), ZERO)),
+                            "b": money_text(sum((c.at_risk_b for c in self.changes), ZERO))}}
 
 
 def _scrub(items: list, policy: PolicySet, known_on: dt.date, workers: int, reference: str | None) -> ScrubResult:

@@ -22,7 +22,7 @@ def test_whatif_claims_varies_a_field_or_the_knowledge_date(policy):
     (change,) = comparison.changes
     assert (change.status_a, change.status_b) == ("reject", "clean")
     assert "medicare.telephone-em-deleted" in {f.rule for f in change.removed}
-    assert comparison.as_dict()["at_risk"] == {"a": 90.0, "b": 0.0}
+    assert comparison.as_dict()["at_risk"] == {"a": "90.00", "b": "0.00"}
     (dated,) = engine.whatif_claims([PHONE_2025], dt.date(2024, 10, 1), compare_known_on=KNOWN, policy=policy)
     # As known before CMS published Medicare's 2025 instruction, the line fails on CPT's deletion alone.
     assert {f.rule for f in dated.changes[0].added} == {"medicare.telephone-em-deleted"}

@@ -7,15 +7,16 @@ import json
 import os
 import shutil
 import subprocess
+from decimal import Decimal
 
 import pytest
 from freezegun import freeze_time
 from typer.testing import CliRunner
 
+from benchmarks.denials_bench import generate
 from engine.claims import parse_claims_text
 from engine.cli import app
 from engine.denials import RemitFileError, analyze, read_remit_csv
-from benchmarks.denials_bench import generate
 from engine.reports.denials import render
 
 from .conftest import ROOT, judged
@@ -195,3 +196,36 @@ def test_denials_take_an_encounters_file_for_what_claims_lack(tmp_path):
     with_side = json.loads(invoke(*base, "--encounters", tmp_path / "enc.json").stdout)["lines"][0]
     assert without["category"] == "unexplained" and with_side["category"] == "predicted"
     assert invoke(*base, "--encounters", tmp_path / "missing.json").exit_code == 2
+
+
+def test_money_is_exact_to_the_cent_and_written_as_money(tmp_path):
+    # 0.10 + 0.20 is 0.30000000000000004 in binary floats; a billing team reconciles to the cent
+    claims = [{"id": "M-1", "payer": "medicare", "state": "OH", "service_date": "2025-03-03", "place_of_service": "11",
+               "patient": {"id": "P-1"}, "diagnoses": ["F32.9"],
+               "lines": [{"code": "99442", "charge": 0.1}, {"code": "99213", "charge": "0.20"}]}]
+    (tmp_path / "c.json").write_text(json.dumps(claims))
+    (tmp_path / "r.csv").write_text("claim_id,line,code,charge,paid,adjustments,remarks,adjudication_date\n"
+                                    "M-1,1,99442,0.10,0,CO-181:0.10,,2025-04-01\n"
+                                    "M-1,2,99213,0.20,0,CO-16:0.20,,2025-04-01\n")
+    result = invoke("denials", tmp_path / "c.json", tmp_path / "r.csv", "--no-store", "--format", "json",
+                    "--worklist", tmp_path / "w.csv", "--report", tmp_path / "r.html")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    charges = data["totals"]["charges_by_category"]
+    assert all(isinstance(v, str) and v.count(".") == 1 and len(v.split(".")[1]) == 2 for v in charges.values())
+    assert sum(map(Decimal, charges.values())) == Decimal("0.30")
+    assert [(ln["line"], ln["charge"]) for ln in data["lines"]] == [(1, "0.10"), (2, "0.20")]
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "w.csv").read_text())))
+    assert rows[0]["claim_id"] == "M-1" and rows[0]["charge"] == "0.10"
+    assert "$0.10" in (tmp_path / "r.html").read_text()
+    table = invoke("denials", tmp_path / "c.json", tmp_path / "r.csv", "--no-store")
+    assert "$0.10  M-1 line 1 99442" in table.stdout
+
+
+def test_a_bad_amount_in_a_remit_csv_names_the_row(tmp_path):
+    (tmp_path / "c.json").write_text(json.dumps([{"id": "M-1", "payer": "medicare", "service_date": "2025-03-03",
+                                                  "lines": [{"code": "99213"}]}]))
+    (tmp_path / "r.csv").write_text("claim_id,line,code,charge,paid,adjustments,remarks,adjudication_date\n"
+                                    "M-1,1,99213,1O.00,0,,,2025-04-01\n")
+    result = invoke("denials", tmp_path / "c.json", tmp_path / "r.csv", "--no-store")
+    assert result.exit_code == 2 and "r.csv:2: line, charge, paid or adjudication_date is not valid" in result.output

@@ -63,7 +63,7 @@ def test_the_telephone_em_story_2019_2020_2024_2025(tmp_path):
     assert statuses == ["reject", "clean", "clean", "reject"]
     rules_2025 = [f["rule"] for f in comps[3]["claims"][0]["added"]]
     assert rules_2025 == ["medicare.telephone-em-deleted"]
-    assert comps[1]["at_risk"] == {"a": 75.0, "b": 0.0}
+    assert comps[1]["at_risk"] == {"a": "75.00", "b": "0.00"}  # money as text: never a float
 
 
 def test_the_2025_lapse_as_known_then_and_today(tmp_path):

@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import random
 import time
+from decimal import Decimal
 
 import pytest
 from freezegun import freeze_time
@@ -70,7 +71,7 @@ def test_837_field_by_field(policy):
     assert claim["service_date"] == "2006-10-03" and claim["diagnoses"] == ["0340", "V7389"]
     assert claim["patient"]["birth_date"] == "1973-05-01"
     assert claim["patient"]["id"].startswith("JS00111223333-")  # a dependent: member id + name hash
-    assert "SMITH" not in json.dumps(claim) and "TED" not in json.dumps(claim)
+    assert "SMITH" not in json.dumps(claim, default=str) and "TED" not in json.dumps(claim, default=str)
     assert claim["billing_provider"] == {"npi": "1912301953", "type": "MD"}
     assert [(ln["code"], ln["charge"], ln["units"], ln["diagnosis_pointers"], ln.get("service_date"))
             for ln in claim["lines"]] == [("99213", 40.0, 1, [1], None), ("87070", 15.0, 1, [1], None),
@@ -189,9 +190,9 @@ def test_encounter_side_file_supplies_what_837_lacks(policy, tmp_path):
 
 def test_remits_command_prints_what_was_read():
     table = invoke("remits", FIX / "managed-care.835")
-    assert table.exit_code == 0 and "claim 5554555444" in table.stdout and "PR-1 300.0" in table.stdout
+    assert table.exit_code == 0 and "claim 5554555444" in table.stdout and "PR-1 $300.00" in table.stdout
     data = json.loads(invoke("remits", FIX / "managed-care.835", "--format", "json").stdout)
-    assert data[0]["claims"][1]["lines"][0]["adjustments"][1] == {"group": "CO", "carc": "45", "amount": 50.0,
+    assert data[0]["claims"][1]["lines"][0]["adjustments"][1] == {"group": "CO", "carc": "45", "amount": "50.00",
                                                                    "quantity": None}
 
 
@@ -282,8 +283,9 @@ def test_other_payer_loops_stay_with_their_claim_and_never_leak_into_the_next(po
     assert first["rendering_provider"]["npi"] == "1999996666"  # 2310B, not the other payer's providers
     (other,) = first["other_payers"]
     assert other == {"responsibility": "P", "filing": "12", "payer_id": "999996666", "name": "KEY INSURANCE COMPANY",
-                     "paid": 39.15, "adjustments": [{"group": "PR", "carc": "1", "amount": 21.89},
-                                                    {"group": "PR", "carc": "2", "amount": 15.0}]}
+                     "paid": Decimal("39.15"),
+                     "adjustments": [{"group": "PR", "carc": "1", "amount": Decimal("21.89")},
+                                     {"group": "PR", "carc": "2", "amount": Decimal("15.00")}]}
     assert "other_payers" not in second
     # The 2430 line adjudication (SVD, CAS) is the other payer's, not a line fact of this claim.
     assert [ln["code"] for ln in first["lines"]] == ["99213", "90782", "J3301"]
@@ -346,8 +348,8 @@ def test_remits_never_print_none(source):
 COB_OTHER = {"responsibility": "P", "filing": "CI", "payer_id": "11111", "name": "PRIMARY HEALTH PLAN", "paid": 80.0,
              "adjustments": [{"group": "CO", "carc": "45", "amount": 20.0}, {"group": "PR", "carc": "1", "amount": 10.0}]}
 CROSSOVER_OTHER = {"responsibility": "P", "filing": "MB", "payer_id": "MEDICARE", "name": "MEDICARE PART B",
-                   "paid": 61.2, "adjustments": [{"group": "CO", "carc": "45", "amount": 15.0},
-                                                 {"group": "PR", "carc": "2", "amount": 15.3}]}
+                   "paid": Decimal("61.20"), "adjustments": [{"group": "CO", "carc": "45", "amount": Decimal("15.00")},
+                                                            {"group": "PR", "carc": "2", "amount": Decimal("15.30")}]}
 
 
 def _read(name, policy):

@@ -12,6 +12,7 @@ import typer
 from .. import clock
 from ..claims import Claim
 from ..pipeline import UsageError, iter_claim_files, read_encounters
+from ..money import json_default, show_money
 from ._app import app
 from ._options import (PROGRESS_MIN, DbOpt, KnownOnOpt, PoliciesOpt, ShortFormat, count, err, load_tree, open_store, out)
 
@@ -95,13 +96,13 @@ def denials(
     if worklist:
         worklist.write_text(worklist_csv(result), encoding="utf-8")
     if format is ShortFormat.json:
-        sys.stdout.write(json.dumps(result.as_dict(), indent=2) + "\n")
+        sys.stdout.write(json.dumps(result.as_dict(), indent=2, default=json_default) + "\n")
         return
     totals = result.totals()
     out.print(f"{totals['lines']} remitted lines: " + ", ".join(
         f"{n} {c.replace('_', ' ')}" for c, n in sorted(totals["by_category"].items())), highlight=False)
     for row in result.worklist(limit=20):
-        out.print(f"  ${row['charge']:>9,.2f}  {row['claim_id']} line {row['line']} {row['code']}: {row['action']} "
+        out.print(f"  {show_money(row['charge']):>11}  {row['claim_id']} line {row['line']} {row['code']}: {row['action']} "
                   f"({row['rule']})", highlight=False, markup=False)
     for pair in result.top_unexplained(5):
         out.print(f"  unexplained {pair['carc']} from {pair['payer']}: {count(pair['lines'], 'line')}",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from ..money import show_money
 from ._app import app
 from ._options import ShortFormat, err, out
 
@@ -33,21 +34,22 @@ def remits(
     for path, remit in found:
         out.print(f"[bold]{path.name}[/]: {remit.payer_name or 'payer ?'}"
                   f"{' (' + remit.payer_id + ')' if remit.payer_id else ''}, produced {remit.production_date}, "
-                  f"payment {remit.payment}", highlight=False)
+                  f"payment {show_money(remit.payment)}", highlight=False)
         for e in remit.errors:
             out.print(f"  [red]{e}[/]", highlight=False)
         for c in remit.claims:
-            adj = "; ".join(f"{a.group}-{a.carc} {a.amount}" for a in c.adjustments)
-            owed = f", patient {c.patient_responsibility}" if c.patient_responsibility is not None else ""
-            out.print(f"  claim {c.claim_id}: {c.status_text or c.status}, charge {c.charge}, paid {c.paid}"
+            adj = "; ".join(f"{a.group}-{a.carc} {show_money(a.amount)}" for a in c.adjustments)
+            owed = f", patient owes {show_money(c.patient_responsibility)}" if c.patient_responsibility is not None else ""
+            out.print(f"  claim {c.claim_id}: {c.status_text or c.status}, charge {show_money(c.charge)}, "
+                      f"paid {show_money(c.paid)}"
                       + owed + (f", adjustments {adj}" if adj else "")
                       + (f", remarks {', '.join(c.remarks)}" if c.remarks else ""), highlight=False, markup=False)
             for ln in c.lines:
                 mods = ("-" + "-".join(ln.modifiers)) if ln.modifiers else ""
-                adj = "; ".join(f"{a.group}-{a.carc} {a.amount}" for a in ln.adjustments)
-                out.print(f"    line {ln.position} {ln.code}{mods} {ln.service_date or ''}: charge {ln.charge}, "
-                          f"paid {ln.paid}, units {ln.units}" + (f", {adj}" if adj else "")
+                adj = "; ".join(f"{a.group}-{a.carc} {show_money(a.amount)}" for a in ln.adjustments)
+                out.print(f"    line {ln.position} {ln.code}{mods} {ln.service_date or ''}: charge {show_money(ln.charge)}, "
+                          f"paid {show_money(ln.paid)}, units {ln.units:g}" + (f", {adj}" if adj else "")
                           + (f", remarks {', '.join(ln.remarks)}" if ln.remarks else ""), highlight=False, markup=False)
         for plb in remit.provider_adjustments:
-            out.print(f"  provider adjustment {plb.reason} {plb.amount}", highlight=False, markup=False)
+            out.print(f"  provider adjustment {plb.reason} {show_money(plb.amount)}", highlight=False, markup=False)
     raise typer.Exit(1 if any(r.errors for _, r in found) else 0)

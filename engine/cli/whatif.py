@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from .. import clock
+from ..money import ZERO, show_money
 from ..pipeline import UsageError, read_claim_files
 from ._app import app
 from ._options import PoliciesOpt, ShortFormat, err, load_tree, out, parse_date
@@ -77,10 +78,10 @@ def _print_comparisons(comparisons) -> None:
     from rich.table import Table
     for comp in comparisons:
         changed = comp.changed
-        risk_a = sum(c.at_risk_a for c in comp.changes)
-        risk_b = sum(c.at_risk_b for c in comp.changes)
+        risk_a = sum((c.at_risk_a for c in comp.changes), ZERO)
+        risk_b = sum((c.at_risk_b for c in comp.changes), ZERO)
         out.print(f"[bold]{comp.b}[/] vs {comp.a}: {len(changed)} of {len(comp.changes)} claims change; "
-                  f"charges at risk ${risk_a:,.2f} -> ${risk_b:,.2f}", highlight=False)
+                  f"charges at risk {show_money(risk_a)} -> {show_money(risk_b)}", highlight=False)
         for c in changed:
             out.print(f"  {c.id or c.position}  {c.status_a} -> {c.status_b}", highlight=False)
             for f in c.removed:

@@ -4,14 +4,16 @@ rule table, the unexplained pairs and the worklist. No scripts, no network."""
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from ..denials import DenialReport
+from ..money import ZERO, show_money
 
 COLORS = {"predicted": "#c0392b", "overturned": "#8e44ad", "unexplained": "#7f8c8d",
           "false_positive": "#e67e22", "agreed_paid": "#27ae60"}
 
 
-def _bars(title: str, items: list[tuple[str, float]], color: str = "#2c7fb8", money: bool = False,
+def _bars(title: str, items: list[tuple[str, Any]], color: str = "#2c7fb8", money: bool = False,
           chart_id: str = "") -> str:
     if not items:
         return f'<figure class="chart" id="{chart_id}"><figcaption>{html.escape(title)}</figcaption><p>none</p></figure>'
@@ -21,7 +23,7 @@ def _bars(title: str, items: list[tuple[str, float]], color: str = "#2c7fb8", mo
     for i, (label, value) in enumerate(items):
         w = int((width - label_w - 90) * value / top)
         y = i * (bar_h + 6)
-        shown = f"${value:,.2f}" if money else f"{value:,.0f}"
+        shown = show_money(value) if money else f"{value:,.0f}"
         rows.append(f'<text x="0" y="{y + 16}" class="label">{html.escape(label)}</text>'
                     f'<rect class="bar" x="{label_w}" y="{y}" width="{max(w, 1)}" height="{bar_h}" fill="{color}"/>'
                     f'<text x="{label_w + w + 6}" y="{y + 16}" class="value">{shown}</text>')
@@ -41,10 +43,10 @@ def render(report: DenialReport) -> str:
     totals = report.totals()
     cats = totals["by_category"]
     money = totals["charges_by_category"]
-    to_recover = sum(r["charge"] for r in report.worklist())
+    to_recover = sum((r["charge"] for r in report.iter_worklist()), ZERO)
     cards = "".join(
         f'<div class="card" style="border-color:{COLORS[c]}"><div class="n" id="total-{c}">{cats.get(c, 0)}</div>'
-        f'<div>{c.replace("_", " ")}</div><div class="money">${money.get(c, 0):,.2f}</div></div>'
+        f'<div>{c.replace("_", " ")}</div><div class="money">{show_money(money.get(c, ZERO))}</div></div>'
         for c in COLORS)
     trends = report.trends()
     charts = "".join([
@@ -60,13 +62,13 @@ def render(report: DenialReport) -> str:
     rules = _table(["rule", "payer", "CARC", "fired", "payer agreed", "precision", "recall", "charges"],
                    [[r["rule"], r["payer"], r["carc"] or "", r["fired"], r["agreed"],
                      "" if r["precision"] is None else f"{r['precision']:.0%}",
-                     "" if r["recall"] is None else f"{r['recall']:.0%}", f"${r['dollars']:,.2f}"]
+                     "" if r["recall"] is None else f"{r['recall']:.0%}", show_money(r["dollars"])]
                     for r in report.rule_stats()], "rules")
     unexplained = _table(["CARC", "payer", "lines", "charges"],
-                         [[u["carc"], u["payer"], u["lines"], f"${u['dollars']:,.2f}"] for u in report.top_unexplained()],
+                         [[u["carc"], u["payer"], u["lines"], show_money(u["dollars"])] for u in report.top_unexplained()],
                          "unexplained")
     worklist = _table(["claim", "line", "code", "payer", "charge", "action", "rule", "reason", "source"],
-                      [[w["claim_id"], w["line"], w["code"], w["payer"], f"${w['charge']:,.2f}", w["action"], w["rule"],
+                      [[w["claim_id"], w["line"], w["code"], w["payer"], show_money(w["charge"]), w["action"], w["rule"],
                         w["reason"], w["source"]] for w in report.worklist()], "worklist")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>payerpolicy denial analysis</title>
@@ -82,7 +84,7 @@ td,th{{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;font-size:13
 <h1>Denial analysis</h1>
 <p>Known on {report.known_on}; {totals['lines']} remitted lines, {totals['denied_lines']} denied;
 {totals['unmatched_remits']} remitted claims without a claim, {totals['unremitted_claims']} claims without a remit.</p>
-<p class="recover" id="to-recover">To correct, resubmit or appeal: <strong>${to_recover:,.2f}</strong></p>
+<p class="recover" id="to-recover">To correct, resubmit or appeal: <strong>{show_money(to_recover)}</strong></p>
 <div class="cards">{cards}</div>
 {charts}
 <h2>Rules: how often they fired and how often the payer agreed</h2>{rules}

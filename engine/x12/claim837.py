@@ -11,8 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from ..money import parse_money
 from .segments import Segment, X12Error, split
 
 DX_QUALIFIERS = {"ABK", "ABF", "BK", "BF", "ABJ", "APR", "ABN"}
@@ -82,9 +84,9 @@ class _Subscriber:
     filing: str | None = None
 
 
-def _money(value: str) -> float | None:
+def _money(value: str) -> Decimal | None:
     try:
-        return round(float(value), 2)
+        return parse_money(value)
     except ValueError:
         return None
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from ..money import Money, parse_money
 from .segments import Segment, X12Error, split
 
 CLAIM_STATUS = {"1": "processed as primary", "2": "processed as secondary", "3": "processed as tertiary",
@@ -18,7 +20,7 @@ CLAIM_STATUS = {"1": "processed as primary", "2": "processed as secondary", "3":
 class Adjustment(BaseModel):
     group: str  # CO, PR, OA, PI, CR
     carc: str
-    amount: float | None = None
+    amount: Money | None = None
     quantity: float | None = None
 
 
@@ -27,8 +29,8 @@ class RemitLine(BaseModel):
     code: str
     qualifier: str | None = None
     modifiers: list[str] = Field(default_factory=list)
-    charge: float | None = None
-    paid: float | None = None
+    charge: Money | None = None
+    paid: Money | None = None
     units: float | None = None
     service_date: dt.date | None = None
     adjustments: list[Adjustment] = Field(default_factory=list)
@@ -39,9 +41,9 @@ class RemitClaim(BaseModel):
     claim_id: str
     status: str
     status_text: str | None = None
-    charge: float | None = None
-    paid: float | None = None
-    patient_responsibility: float | None = None
+    charge: Money | None = None
+    paid: Money | None = None
+    patient_responsibility: Money | None = None
     payer_claim_number: str | None = None
     adjustments: list[Adjustment] = Field(default_factory=list)
     remarks: list[str] = Field(default_factory=list)  # MOA/MIA remark codes
@@ -53,14 +55,14 @@ class ProviderAdjustment(BaseModel):
     provider: str | None = None
     reason: str
     reference: str | None = None
-    amount: float | None = None
+    amount: Money | None = None
 
 
 class Remittance(BaseModel):
     payer_name: str | None = None
     payer_id: str | None = None
     production_date: dt.date | None = None
-    payment: float | None = None
+    payment: Money | None = None
     claims: list[RemitClaim] = Field(default_factory=list)
     provider_adjustments: list[ProviderAdjustment] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
@@ -69,6 +71,13 @@ class Remittance(BaseModel):
 def _num(value: str) -> float | None:
     try:
         return float(value)
+    except ValueError:
+        return None
+
+
+def _money(value: str) -> Decimal | None:
+    try:
+        return parse_money(value)
     except ValueError:
         return None
 
@@ -87,7 +96,7 @@ def _cas(seg: Segment) -> list[Adjustment]:
     for start in range(2, 20, 3):
         carc = seg.get(start)
         if carc:
-            found.append(Adjustment(group=group, carc=carc, amount=_num(seg.get(start + 1)),
+            found.append(Adjustment(group=group, carc=carc, amount=_money(seg.get(start + 1)),
                                     quantity=_num(seg.get(start + 2))))
     return found
 
@@ -123,7 +132,7 @@ def read_835(text: str) -> list[Remittance]:
         if remit is None:
             continue
         if sid == "BPR":
-            remit.payment = _num(seg.get(2))
+            remit.payment = _money(seg.get(2))
         elif sid == "DTM" and seg.get(1) == "405" and claim is None:
             remit.production_date = _date(seg.get(2))
         elif sid == "N1":
@@ -134,8 +143,8 @@ def read_835(text: str) -> list[Remittance]:
             remit.payer_id = seg.get(2) or None
         elif sid == "CLP":
             claim = RemitClaim(claim_id=seg.get(1), status=seg.get(2), status_text=CLAIM_STATUS.get(seg.get(2)),
-                               charge=_num(seg.get(3)), paid=_num(seg.get(4)),
-                               patient_responsibility=_num(seg.get(5)), payer_claim_number=seg.get(7) or None)
+                               charge=_money(seg.get(3)), paid=_money(seg.get(4)),
+                               patient_responsibility=_money(seg.get(5)), payer_claim_number=seg.get(7) or None)
             remit.claims.append(claim)
             line = None
         elif sid == "CAS" and claim is not None:
@@ -147,8 +156,8 @@ def read_835(text: str) -> list[Remittance]:
             procedure = _procedure(seg)
             line = RemitLine(position=len(claim.lines) + 1, qualifier=procedure[0] if procedure else None,
                              code=procedure[1] if len(procedure) > 1 else "",
-                             modifiers=[m for m in procedure[2:6] if m], charge=_num(seg.get(2)),
-                             paid=_num(seg.get(3)), units=_num(seg.get(5)) if seg.get(5) else 1.0)
+                             modifiers=[m for m in procedure[2:6] if m], charge=_money(seg.get(2)),
+                             paid=_money(seg.get(3)), units=_num(seg.get(5)) if seg.get(5) else 1.0)
             claim.lines.append(line)
         elif sid == "DTM" and claim is not None and seg.get(1) in ("472", "150", "232"):
             day = _date(seg.get(2))
@@ -164,7 +173,7 @@ def read_835(text: str) -> list[Remittance]:
                 if reason:
                     remit.provider_adjustments.append(ProviderAdjustment(
                         provider=seg.get(1) or None, reason=reason[0],
-                        reference=reason[1] if len(reason) > 1 else None, amount=_num(seg.get(start + 1))))
+                        reference=reason[1] if len(reason) > 1 else None, amount=_money(seg.get(start + 1))))
         elif sid == "SE":
             claim = line = None
     return remits

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ..claims import Claim
+from ..money import ZERO, money_text
 from ..policy.model import PolicySet
 
 FILING = {"medicare": "MB", "medicaid": "MC", "commercial": "CI", "medicare_advantage": "16", "other": "ZZ"}
@@ -49,10 +50,10 @@ def _other_payer(add, other, member: str) -> None:
         by_group.setdefault(adjustment.group or "OA", []).append(adjustment)
     for group, adjustments in by_group.items():
         for start in range(0, len(adjustments), 6):  # six reason/amount triplets to a CAS
-            triplets = "*".join(f"{a.carc}*{(a.amount or 0.0):.2f}*" for a in adjustments[start:start + 6])
+            triplets = "*".join(f"{a.carc}*{money_text(a.amount or ZERO)}*" for a in adjustments[start:start + 6])
             add(f"CAS*{group}*{triplets}".rstrip("*"))
     if other.paid is not None:
-        add(f"AMT*D*{other.paid:.2f}")
+        add(f"AMT*D*{money_text(other.paid)}")
     add("OI***Y***Y")
     add(f"NM1*IL*1*UNKNOWN*UNKNOWN****MI*{member}")
     add(f"NM1*PR*2*{(other.name or 'UNKNOWN')[:60]}*****PI*{other.payer_id or 'UNKNOWN'}")
@@ -97,9 +98,9 @@ def write_837(claims: list[Claim], policy: PolicySet, sender: str = "PAYERPOLICY
         if birth:
             add(f"DMG*D8*{_d8(birth)}*U")
         add(f"NM1*PR*2*{claim.payer.upper()}*****PI*{payer_id}")
-        total = sum(line.charge or 0.0 for line in claim.lines)
+        total = sum((line.charge or ZERO for line in claim.lines), ZERO)
         pos = claim.place_of_service or "11"
-        add(f"CLM*{claim.id}*{total:.2f}***{pos}:B:1*Y*A*Y*Y")
+        add(f"CLM*{claim.id}*{money_text(total)}***{pos}:B:1*Y*A*Y*Y")
         if claim.prior_authorization:
             add(f"REF*G1*{claim.prior_authorization}")
         if claim.diagnoses:
@@ -116,7 +117,7 @@ def write_837(claims: list[Claim], policy: PolicySet, sender: str = "PAYERPOLICY
             pointers = ":".join(str(p) for p in (line.diagnosis_pointers or ([1] if claim.diagnoses else [])))
             line_pos = line.place_of_service if line.place_of_service and line.place_of_service != pos else ""
             units = f"{line.units}"
-            add(f"SV1*{procedure}*{(line.charge or 0.0):.2f}*UN*{units}*{line_pos}**{pointers}".rstrip("*"))
+            add(f"SV1*{procedure}*{money_text(line.charge or ZERO)}*UN*{units}*{line_pos}**{pointers}".rstrip("*"))
             day = claim.line_date(line)
             if line.service_date_to and line.service_date_to != day:
                 add(f"DTP*472*RD8*{_d8(day)}-{_d8(line.service_date_to)}")
