@@ -229,3 +229,40 @@ def test_a_bad_amount_in_a_remit_csv_names_the_row(tmp_path):
                                     "M-1,1,99213,1O.00,0,,,2025-04-01\n")
     result = invoke("denials", tmp_path / "c.json", tmp_path / "r.csv", "--no-store")
     assert result.exit_code == 2 and "r.csv:2: line, charge, paid or adjudication_date is not valid" in result.output
+
+
+def test_the_readme_x12_denial_example_runs_from_837_and_835_to_the_report(tmp_path, monkeypatch):
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    line = next(ln for ln in readme.splitlines() if ln.startswith("$ payerpolicy denials examples/x12-denials"))
+    args = shlex.split(line)[2:]
+    shown = readme.split(line + "\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    for path in ("examples/x12-denials/claims", "examples/x12-denials/remits", "examples/x12-denials/encounters.json"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).symlink_to(ROOT / path)
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == shown  # the README shows what the command prints
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "worklist.csv").read_text())))
+    assert [(r["claim_id"], r["line"], r["charge"], r["rule"]) for r in rows] == [
+        ("UHC-1001", "1", "95.00", "cpt.code-not-effective"), ("UHC-1002", "2", "60.00", "cpt.90863-by-em-prescriber")]
+    page = (tmp_path / "denials.html").read_text()
+    assert "$155.00" in page and page.count("<svg") == 5
+
+
+def test_denials_say_what_earlier_runs_kept_and_fresh_leaves_it_out(tmp_path):
+    db = f"sqlite:///{tmp_path / 'store.db'}"
+    year(tmp_path)
+    first = invoke("denials", tmp_path / "claims", tmp_path / "remits", "--db", db)
+    assert first.exit_code == 0 and first.stdout.splitlines()[0].endswith("unexplained")  # nothing earlier to say
+    example = [ROOT / "examples/x12-denials/claims", ROOT / "examples/x12-denials/remits", "--encounters",
+               ROOT / "examples/x12-denials/encounters.json", "--db", db]
+    mixed = invoke("denials", *example)
+    assert mixed.stdout.splitlines()[0] == ("Includes 70 claims kept in the store by earlier runs (--fresh or "
+                                            "--no-store analyses only the files given).")
+    data = json.loads(invoke("denials", *example, "--format", "json").stdout)
+    assert data["claims_from_earlier_runs"] == 70
+    fresh = json.loads(invoke("denials", *example, "--fresh", "--format", "json").stdout)
+    assert fresh["claims_from_earlier_runs"] == 0 and fresh["totals"]["lines"] == 6

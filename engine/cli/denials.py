@@ -32,6 +32,8 @@ def denials(
     known_on: Optional[str] = KnownOnOpt,
     db: Optional[str] = DbOpt,
     no_store: bool = typer.Option(False, "--no-store", help="Analyse these files only; keep nothing."),
+    fresh: bool = typer.Option(False, "--fresh", help="Keep these files in the store but analyse only them, not "
+                               "what earlier runs kept."),
     policies: Optional[Path] = PoliciesOpt,
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Processes to judge with "
                                           "(default: every core for claim files over 2 MB, else 1)."),
@@ -40,7 +42,8 @@ def denials(
 
     Lines are predicted, overturned (a later retroactive change: reprocess or appeal),
     unexplained, false_positive or agreed_paid. With the store, claims and remits add to
-    what earlier runs kept, and the same files twice count once.
+    what earlier runs kept, and the same files twice count once; the first line of the output
+    says how many claims came from earlier runs (--fresh or --no-store for these files only).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from ..denials import RemitFileError, analyze, read_remit_files, sort_inputs, worklist_csv
@@ -60,24 +63,32 @@ def denials(
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2)
 
-    def valid_claims():
+    given = [0]
+
+    def valid_claims(report_invalid: bool = True):
         for item in iter_claim_files(files, policy, side):
             if isinstance(item, Claim):
+                given[0] += 1
                 yield item.model_copy(update={"payer": payer.lower()}) if payer else item
-            else:
+            elif report_invalid:
                 err.print(f"claim {item.id or item.position} not analysed: "
                           + "; ".join(f"{e.field}: {e.reason}" for e in item.errors), highlight=False, markup=False)
 
     from ..reference.lookup import reference_path
 
     try:
+        earlier = 0
         if no_store:
             claims, total = valid_claims(), None
+        elif fresh:
+            open_store(db).add_denial_history(valid_claims(), remits_read)
+            claims, total = valid_claims(report_invalid=False), given[0]
         else:
             store = open_store(db)
             store.add_denial_history(valid_claims(), remits_read)
             remits_read.close()
             claims, remits_read, total = store.denial_claims(), store.denial_remits(), store.denial_claim_count()
+            earlier = max(total - given[0], 0)
         show_progress = err.is_terminal and (total or 0) >= PROGRESS_MIN
         with Progress(TextColumn("re-judging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                       console=err, transient=True, disable=not show_progress) as bar:
@@ -96,14 +107,18 @@ def denials(
     if worklist:
         worklist.write_text(worklist_csv(result), encoding="utf-8")
     if format is ShortFormat.json:
-        sys.stdout.write(json.dumps(result.as_dict(), indent=2, default=json_default) + "\n")
+        body = {"claims_from_earlier_runs": earlier, **result.as_dict()}
+        sys.stdout.write(json.dumps(body, indent=2, default=json_default) + "\n")
         return
+    if earlier:
+        out.print(f"Includes {count(earlier, 'claim')} kept in the store by earlier runs (--fresh or --no-store "
+                  f"analyses only the files given).", highlight=False)
     totals = result.totals()
     out.print(f"{totals['lines']} remitted lines: " + ", ".join(
         f"{n} {c.replace('_', ' ')}" for c, n in sorted(totals["by_category"].items())), highlight=False)
     for row in result.worklist(limit=20):
-        out.print(f"  {show_money(row['charge']):>11}  {row['claim_id']} line {row['line']} {row['code']}: {row['action']} "
-                  f"({row['rule']})", highlight=False, markup=False)
+        out.print(f"  {show_money(row['charge']):>11}  {row['claim_id']} line {row['line']} {row['code']}: "
+                  f"{row['action']} ({row['rule']})", highlight=False, markup=False)
     for pair in result.top_unexplained(5):
         out.print(f"  unexplained {pair['carc']} from {pair['payer']}: {count(pair['lines'], 'line')}",
                   highlight=False)
