@@ -1,7 +1,9 @@
 """What-if: claim variants, two knowledge dates, two policy trees, and questions to the policy."""
 
+import datetime as dt
 import json
 
+import pytest
 from freezegun import freeze_time
 from typer.testing import CliRunner
 
@@ -148,6 +150,61 @@ def test_policy_query_free_text_form():
     (answer,) = json.loads(result.stdout)["answers"]
     assert answer["verdict"] == "denied" and answer["findings"][0]["rule"] == "medicare.noncovered-code"
     assert invoke("policy", "query", "does medicare pay for this", "--payer", "medicare").exit_code == 2
+
+
+def test_policy_query_in_words_reads_kinds_states_dates_and_answers_for_that_date():
+    # the DESIGN example: a kind of code, a state code and an ISO date
+    result = invoke("policy", "query", "which payers pay audio-only E/M in TX on 2025-06-01?", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    question = data["question"]
+    assert question["codes"] == [f"980{n:02d}" for n in range(8, 16)]  # the audio-only telemedicine codes of 2025
+    assert question["not_in_force"] == ["99441", "99442", "99443"]  # deleted on 2025-01-01
+    assert (question["state"], question["date"], question["modality"]) == ("TX", "2025-06-01", "audio-only")
+    assert question["payers"] == [] and question["known_on"] == "2026-11-27"
+    medicare = [a for a in data["answers"] if a["payer"] == "medicare"]
+    assert len(medicare) == 8 and {a["verdict"] for a in medicare} == {"denied"}
+    assert {a["state"] for a in data["answers"]} == {"TX"}
+    # a code on a past date is judged on that date, not today
+    deleted = json.loads(invoke("policy", "query", "which payers pay 99442 on 2025-06-01", "--format", "json").stdout)
+    medicare = next(a for a in deleted["answers"] if a["payer"] == "medicare")
+    assert medicare["verdict"] == "denied" and medicare["findings"][0]["rule"] == "medicare.telephone-em-deleted"
+    # payer and state names, a written date, a knowledge date, the provider type; the table echoes it all
+    table = invoke("policy", "query", "does Medicare pay the psychotherapy add-on by an NP in Texas on June 3rd, 2024 "
+                                      "as known on 2024-01-15")
+    assert table.exit_code == 0, table.output
+    assert table.stdout.splitlines()[0] == ("Asked: 90833, 90836, 90838, 90840 (kind psychotherapy-addon, "
+                                            "psychotherapy-crisis-addon), on 2024-06-03, in TX, by NP, as known on "
+                                            "2024-01-15, payers medicare")
+
+
+def test_policy_query_in_words_names_what_it_did_not_understand():
+    unknown = invoke("policy", "query", "does medicare pay 99213 for gizmos on 2025-06-01")
+    assert unknown.exit_code == 2 and "did not understand 'gizmos'" in unknown.output
+    ambiguous = invoke("policy", "query", "does medicare pay 99213 MD")
+    assert ambiguous.exit_code == 2 and "'MD' (a state or a provider type? say 'in MD' or 'by MD')" in ambiguous.output
+    bare = invoke("policy", "query", "covers 99442 93")
+    assert bare.exit_code == 2 and "say 'modifier 93' or 'POS 93'" in bare.output
+    assert "is not a date" in invoke("policy", "query", "99213 on 2024-02-30").output
+    assert "two dates of service" in invoke("policy", "query", "99213 on 2024-02-01 or 2024-03-01").output
+
+
+def test_reading_a_question_field_by_field():
+    from engine.policy.question_text import QuestionError, read_question
+
+    names = {"medicare": "medicare", "uhc": "uhc", "unitedhealthcare": "uhc", "united healthcare": "uhc"}
+    kinds = {"office-em-established", "office-em-new", "telephone-em", "psychotherapy-addon"}
+    read = read_question("Does United Healthcare pay 99214 modifiers 95 and GT POS 10 video at home by a LCSW "
+                         "in New York on 6/1/2025?", names, kinds)
+    assert (read.payers, read.codes, read.modifiers, read.pos) == (["uhc"], ["99214"], ["95", "GT"], "10")
+    assert (read.modality, read.location, read.provider, read.state) == ("video", "home", "LCSW", "NY")
+    assert read.date == dt.date(2025, 6, 1) and read.known_on is None
+    assert read_question("established office E/M on 1 March 2024", names, kinds).kinds == ["office-em-established"]
+    assert read_question("office visits", names, kinds).kinds == ["office-em-established", "office-em-new"]
+    assert read_question("99213 in an office or at home", names, kinds).state is None  # 'or' is a word, not Oregon
+    assert read_question("99213 in OR", names, kinds).state == "OR"
+    with pytest.raises(QuestionError, match="two states"):
+        read_question("99213 in TX and in Ohio", names, kinds)
 
 
 def test_policy_diff_between_stored_versions(policy_copy, policy, db_url):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -15,7 +14,8 @@ from ..policy.fields import describe
 from ..policy.loader import PolicyLoadError, load_policies
 from ..policy.model import PolicySet
 from ..policy.snapshot import resolve
-from ._options import DbOpt, KnownOnOpt, PoliciesOpt, ShortFormat, count, load_tree, open_store, out, parse_date
+from ._options import (DbOpt, KnownOnOpt, PoliciesOpt, ShortFormat, count, err, load_tree, open_store, out,
+                       parse_date)
 
 
 policy_app = typer.Typer(help="Validate, test and inspect the policy tree.", no_args_is_help=True)
@@ -200,7 +200,8 @@ def _policy_ref(ref: str, db: Optional[str]) -> PolicySet:
 
 @policy_app.command("query")
 def policy_query(
-    text: Optional[str] = typer.Argument(None, help='A short question: "covers 99213 modifier 93 pos 10 video home".'),
+    text: Optional[str] = typer.Argument(None, help="A question in words: 'which payers pay audio-only E/M in TX on "
+                                                    "2025-06-01', 'does Medicare cover 99213 modifier 93 at home'."),
     code: Optional[str] = typer.Option(None, "--code"),
     modifier: list[str] = typer.Option([], "--modifier"),
     pos: Optional[str] = typer.Option(None, "--pos"),
@@ -214,46 +215,94 @@ def policy_query(
     policies: Optional[Path] = PoliciesOpt,
     format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
 ) -> None:
-    """Who pays a code on a date, and what they want: answered by the rules, with their ids and sources."""
-    from ..policy.query import Question, ask, parse_text
+    """Who pays a code on a date, and what they want: answered by the rules, with their ids and sources.
+
+    The question may be words: a code or a kind of code ("audio-only E/M", "psychotherapy
+    add-on", "office visit"), payers by name, a state by code or name, a date of service (ISO,
+    6/1/2025 or June 1, 2025) and "as known on" a date, modifiers, POS, where the patient is and
+    the provider type. Options override what the words say. The question as read is printed
+    first; words it does not understand are named, and nothing is answered.
+    """
+    from ..policy.query import Question, ask, code_kinds, codes_of_kinds
+    from ..policy.question_text import QuestionError, ReadQuestion, read_question
 
     policy = load_tree(policies)
-    parsed: dict = {"modifiers": []}
+    read = ReadQuestion()
     if text:
         try:
-            parsed = parse_text(text)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc))
-    q = Question(code=(code or parsed.get("code") or ""), date=date or clock.today(),
-                 modifiers=[m.upper() for m in modifier] or parsed["modifiers"], pos=pos or parsed.get("pos"),
-                 state=state.upper() if state else None, modality=modality or parsed.get("modality"),
-                 location=location or parsed.get("location"), provider=provider or parsed.get("provider"))
-    if not q.code:
-        raise typer.BadParameter("name a code: --code 99213 or in the question")
-    keys = [p.lower() for p in payer] or list(policy.payers)
+            read = read_question(text, policy.payer_names(), code_kinds(policy))
+        except QuestionError as exc:
+            err.print(f"policy query: {exc}", style="red", highlight=False, markup=False)
+            raise typer.Exit(2)
+    keys = [p.lower() for p in payer] or read.payers or list(policy.payers)
     unknown = [k for k in keys if k not in policy.payers]
     if unknown:
         raise typer.BadParameter(f"unknown payer(s) {', '.join(unknown)}", param_hint="--payer")
+    where = state.upper() if state else read.state
+    day = date or read.date or clock.today()
+    known = known_on or read.known_on or clock.today()
+    codes, left_out = ([code.upper()] if code else read.codes), []
+    if not codes and read.kinds:
+        codes, left_out = codes_of_kinds(policy, read.kinds, keys, where, day, known)
+        if not codes:
+            err.print(f"policy query: no code of kind {', '.join(read.kinds)} is in the code table on {day}",
+                      style="red", highlight=False, markup=False)
+            raise typer.Exit(2)
+    if not codes:
+        raise typer.BadParameter("name a code: --code 99213 or in the question")
+    asked = ReadQuestion(codes=codes, kinds=read.kinds, not_in_force=left_out,
+                         payers=keys if (payer or read.payers) else [], state=where, date=day, known_on=known,
+                         modifiers=[m.upper() for m in modifier] or read.modifiers, pos=pos or read.pos,
+                         modality=modality or read.modality, location=location or read.location,
+                         provider=provider or read.provider)
+    answers = []
     try:
-        answers = ask(policy, q, keys, known_on or clock.today())
+        for one in codes:
+            answers += ask(policy, Question(code=one, date=day, modifiers=asked.modifiers, pos=asked.pos,
+                                            state=where, modality=asked.modality, location=asked.location,
+                                            provider=asked.provider), keys, known)
     except ValueError as exc:
         raise typer.BadParameter(str(exc))
     if format is ShortFormat.json:
-        sys.stdout.write(json.dumps({"question": {k: str(v) if isinstance(v, dt.date) else v
-                                                  for k, v in q.__dict__.items()},
+        sys.stdout.write(json.dumps({"question": dict(asked.as_dict(), text=text),
                                      "answers": [a.as_dict() for a in answers]}, indent=2) + "\n")
         return
-    mods = ("-" + "-".join(q.modifiers)) if q.modifiers else ""
-    out.print(f"[bold]{q.code}{mods}[/] on {q.date}" + (f", POS {q.pos}" if q.pos else "")
-              + (f", {q.modality}" if q.modality else "") + (f", patient at {q.location}" if q.location else ""),
-              highlight=False)
+    out.print(_question_line(asked), highlight=False)
+    if left_out:
+        out.print(f"  not asked: {_code_list(left_out)}, not in force on {day}", highlight=False)
     style = {"accepted": "green", "at risk": "yellow", "denied": "red", "cannot tell": "magenta"}
+    groups: dict[tuple, list] = {}
     for a in answers:
-        where = f"{a.payer}" + (f" ({a.state})" if a.state else "")
-        out.print(f"  [{style[a.verdict]}]{a.verdict:<11}[/] {where}", highlight=False)
-        for f in a.findings:
-            out.print(f"      {f.severity} {f.rule}: {f.message} [{f.source}, {f.confidence}]", highlight=False,
-                      markup=False)
+        decided = tuple((f.severity, f.rule) for f in a.findings if f.severity != "info")
+        groups.setdefault((a.payer, a.state, a.verdict, decided), []).append(a)
+    for (payer_key, payer_state, verdict, _), same in groups.items():
+        place = payer_key + (f" ({payer_state})" if payer_state else "")
+        which = "" if len(codes) == 1 else "  " + _code_list([a.code for a in same])
+        out.print(f"  [{style[verdict]}]{verdict:<11}[/] {place}{which}", highlight=False)
+        for f in same[0].findings:
+            if f.severity != "info":
+                out.print(f"      {f.severity} {f.rule}: {f.message} [{f.source}, {f.confidence}]", highlight=False,
+                          markup=False)
+
+
+def _code_list(codes: list[str], kinds: list[str] | None = None) -> str:
+    kind = f"kind {', '.join(kinds)}" if kinds else ""
+    if len(codes) <= 4:
+        return ", ".join(codes) + (f" ({kind})" if kind else "")
+    return f"{codes[0]}..{codes[-1]} ({len(codes)} codes" + (f" of {kind})" if kind else ")")
+
+
+def _question_line(q) -> str:
+    """The question as read, in words, so the asker can see what was answered."""
+    what = _code_list(q.codes, q.kinds)
+    parts = [f"[bold]{what}[/]" + ("-" + "-".join(q.modifiers) if q.modifiers else ""), f"on {q.date}"]
+    parts += [f"in {q.state}"] if q.state else []
+    parts += [f"POS {q.pos}"] if q.pos else []
+    parts += [q.modality] if q.modality else []
+    parts += [f"patient at {q.location}"] if q.location else []
+    parts += [f"by {q.provider}"] if q.provider else []
+    parts += [f"as known on {q.known_on}", ("payers " + ", ".join(q.payers)) if q.payers else "every payer"]
+    return "Asked: " + ", ".join(parts)
 
 
 @policy_app.command("history")

@@ -7,7 +7,6 @@ question for each payer (and state) asked about, and the rules that fire decide.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,40 +34,45 @@ class Answer:
     state: str | None
     verdict: str  # accepted, at risk, denied, cannot tell
     findings: list[Finding]
+    code: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"payer": self.payer, "state": self.state, "verdict": self.verdict,
+        return {"code": self.code, "payer": self.payer, "state": self.state, "verdict": self.verdict,
                 "findings": [f.as_dict() for f in self.findings]}
 
 
 VERDICT = {"clean": "accepted", "review": "at risk", "reject": "denied"}
-_MODALITIES = {"video": "video", "audio": "audio-only", "audio-only": "audio-only", "phone": "audio-only",
-               "telephone": "audio-only", "in-person": "in-person", "portal": "portal"}
 
 
-def parse_text(text: str) -> dict[str, Any]:
-    """The small free-text form: "covers 99213 modifier 93 pos 10 video home by NP"."""
-    found: dict[str, Any] = {"modifiers": []}
-    words = re.findall(r"[A-Za-z0-9-]+", text)
-    i = 0
-    while i < len(words):
-        w, nxt = words[i].lower(), (words[i + 1] if i + 1 < len(words) else None)
-        if w in ("modifier", "mod", "modifiers") and nxt:
-            found["modifiers"].append(nxt.upper()); i += 2; continue
-        if w == "pos" and nxt:
-            found["pos"] = nxt.zfill(2); i += 2; continue
-        if w in ("by", "provider") and nxt:
-            found["provider"] = nxt if nxt in ("pharmacist", "psychologist") else nxt.upper(); i += 2; continue
-        if w in _MODALITIES:
-            found["modality"] = _MODALITIES[w]
-        elif w in ("home", "office", "clinic"):
-            found["location"] = w
-        elif re.fullmatch(r"[0-9]{5}|[A-Za-z][0-9]{4}", w):
-            found["code"] = w.upper()
-        i += 1
-    if "code" not in found:
-        raise ValueError("the question names no procedure code (e.g. 99213 or G2212)")
-    return found
+def code_kinds(policy: PolicySet) -> set[str]:
+    """Every kind of code the code tables name (office-em-established, telephone-em, ...)."""
+    kinds = set()
+    for layer in policy.layers.values():
+        for revisions in layer.codes.values():
+            for revision in revisions:
+                for value in revision.values:
+                    kind = value.attrs.get("kind")
+                    if isinstance(kind, str):
+                        kinds.add(kind)
+    return kinds
+
+
+def codes_of_kinds(policy: PolicySet, kinds: list[str], payers: list[str], state: str | None, day: dt.date,
+                   known_on: dt.date) -> tuple[list[str], list[str]]:
+    """The codes of these kinds on a date of service, in the payers' code tables: those to ask
+    about (in force, or, when none is, as for a deleted family, those that were) and those left
+    out because they were not in force."""
+    from .snapshot import Resolver
+
+    resolver = Resolver(policy)
+    active, deleted = set(), set()
+    for payer in payers:
+        snapshot = resolver.get(payer, state, known_on)
+        for code in snapshot.codes():
+            attrs = snapshot.code_attrs(code, day)
+            if attrs and attrs.get("kind") in kinds:
+                (active if attrs.get("status", "active") == "active" else deleted).add(code)
+    return (sorted(active), sorted(deleted - active)) if active else (sorted(deleted), [])
 
 
 def _claim(q: Question, payer: str, state: str | None) -> Claim:
@@ -109,5 +113,5 @@ def ask(policy: PolicySet, q: Question, payers: list[str], known_on: dt.date) ->
         verdict = VERDICT[outcome.status]
         if outcome.status == "review" and not decided:
             verdict = "cannot tell"
-        answers.append(Answer(payer, state, verdict, outcome.findings))
+        answers.append(Answer(payer, state, verdict, outcome.findings, q.code))
     return answers

@@ -100,6 +100,10 @@ class Snapshot:
         return (self.policy.digest, self.chain,
                 tuple((r.rule_id, r.revision.layer, r.revision.published) for r in self.rules))
 
+    def codes(self) -> list[str]:
+        """Every code the chain's code tables name, whatever its dates."""
+        return list(self._codes)
+
     def codes_on(self, day: dt.date) -> dict[str, dict[str, Any]]:
         """Every code in force on a date (not deleted), with its merged attributes."""
         found = {}
