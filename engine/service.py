@@ -205,13 +205,13 @@ class ScrubOut(BaseModel):
 
 class WhatIfIn(BaseModel):
     claims: list[dict[str, Any]] = Field(max_length=2000)
+    set: list[str] = Field(default_factory=list, description="PATH=VALUE[,VALUE...] as for the command line")
+    known_on: list[dt.date] = Field(default_factory=list, max_length=2)
 
     @field_validator("claims", mode="before")
     @classmethod
     def _one_claim(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value  # one claim object, as /v1/scrub takes it
-    set: list[str] = Field(default_factory=list, description="PATH=VALUE[,VALUE...] as for the command line")
-    known_on: list[dt.date] = Field(default_factory=list, max_length=2)
 
 
 def load_tokens(tokens_file: Path | None) -> set[str]:

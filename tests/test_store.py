@@ -133,7 +133,13 @@ def test_runs_replay_from_the_command_line(db_url):
     with freeze_time("2026-11-27"):
         runner.invoke(app, ["scrub", str(ROOT / "examples" / "claims.json"), "--db", db_url])
         listing = runner.invoke(app, ["runs", "list", "--db", db_url])
+        as_json = runner.invoke(app, ["runs", "list", "--db", db_url, "--format", "json"])
         run_id = Store(db_url).runs()[0].id
         result = runner.invoke(app, ["runs", "replay", run_id, "--db", db_url])
-    assert run_id in listing.stdout
+    assert run_id in listing.stdout  # whole, though not on a terminal
+    import json
+
+    (run,) = json.loads(as_json.stdout)
+    assert run["run"] == run_id and run["claims"] == 6 and run["known_on"] == "2026-11-27"
+    assert run["policy_version"].startswith("sha256:")
     assert result.exit_code == 0 and "same" in result.stdout
