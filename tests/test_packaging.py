@@ -34,14 +34,19 @@ def test_wheel_carries_the_policy_tree_and_scrubs_outside_the_checkout(tmp_path)
     assert json.loads(run.stdout)["claims"][0]["findings"][0]["rule"] == "medicare.noncovered-code"
 
 
-def test_the_readme_python_api_example_runs():
-    """The README's Python API block is run as written: it asserts its own results."""
+def test_the_readme_python_api_examples_run(capsys):
+    """The README's Python API blocks are run as written: they assert their own results, and
+    the notebook's printed DataFrame is the one the README shows."""
     import re
 
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
-    exec(compile(block, "README.md (Python API)", "exec"), {})
+    api, notebook = re.findall(r"```python\n(.*?)```", section, re.S)
+    exec(compile(api, "README.md (Python API)", "exec"), {})
+    capsys.readouterr()
+    exec(compile(notebook, "README.md (notebook)", "exec"), {})
+    shown = section.split("which prints\n\n```\n", 1)[1].split("```", 1)[0]
+    assert capsys.readouterr().out == shown
 
 
 def test_the_api_loads_lazily_and_is_typed():
