@@ -103,7 +103,8 @@ def analyse_denials(paths: "Iterable[str | Path]", today: dt.date, policy: Polic
     ``paths`` are claim files (837, JSON) and remittance files (835, CSV) in any mix, sorted by
     content. Nothing is stored. The report's ``.totals()``, ``.worklist()`` and ``.as_dict()``
     say which denials the rules explain, which they do not, and which a later change overturned;
-    ``.not_analysed`` lists the claims that could not be read, with why."""
+    ``.not_analysed`` lists the claims that could not be read, with why, and ``.files`` the
+    problems of files outside every claim (an envelope error, a file with no claims)."""
     from pathlib import Path
 
     from .denials import analyze, read_remit_files, sort_inputs
@@ -114,9 +115,10 @@ def analyse_denials(paths: "Iterable[str | Path]", today: dt.date, policy: Polic
     if not claim_files or not remit_files:
         raise ValueError(f"no {'claim' if not claim_files else 'remittance'} files among the paths given")
     not_analysed: list[dict[str, Any]] = []
+    files: list[Any] = []
 
     def claims():
-        for item in iter_claim_files(claim_files, policy):
+        for item in iter_claim_files(claim_files, policy, files=files):
             if isinstance(item, Claim):
                 yield item
             else:  # said, never dropped: the command line prints these on stderr
@@ -124,4 +126,5 @@ def analyse_denials(paths: "Iterable[str | Path]", today: dt.date, policy: Polic
 
     report = analyze(claims(), read_remit_files(remit_files), policy, today, reference=_reference(data_db))
     report.not_analysed = not_analysed
+    report.files = [p.as_dict() for p in files]
     return report

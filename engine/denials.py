@@ -283,6 +283,9 @@ class DenialReport:
         self.known_on = known_on
         self.keep_lines = keep_lines
         self.lines: list[LineOutcome] = []
+        # filled by the callers that read the files: claims that could not be read, problems of files
+        self.not_analysed: list[dict[str, Any]] = []
+        self.files: list[dict[str, Any]] = []
         self.unmatched_remits: list[str] = []
         # The worklist and the claims without a remit grow with the year: they are kept on disk.
         self._db = sqlite3.connect("")

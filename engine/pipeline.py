@@ -8,7 +8,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Protocol
 
 from .batch import CHUNK, Context, StoreHistory, Summary, _prepared, default_workers, make_executor, run_batch
 from .batch import validate_item
@@ -16,7 +16,8 @@ from .claims import Claim, InputError, InvalidClaim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
 from .scrub import ScrubResult, family_of, scrub
-from .sources import Input, UsageError, x12_items  # noqa: F401  (x12_items: the service reads 837 bodies)
+from .sources import FileProblem, FileProblems, Input, UsageError
+from .sources import x12_items  # noqa: F401  (the service reads 837 bodies)
 
 if TYPE_CHECKING:
     from .store import Store
@@ -40,23 +41,39 @@ def read_encounters(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def validate_items(raws: list[Any], encounters: dict[str, dict[str, Any]] | None = None,
-                   policy: PolicySet | None = None) -> list[Claim | InvalidClaim]:
-    """Raw items (dicts, structural results, unreadable entries) into claims, in order."""
+                   policy: PolicySet | None = None, files: list[FileProblem] | None = None
+                   ) -> list[Claim | InvalidClaim]:
+    """Raw items (dicts, structural results, unreadable entries) into claims, in order.
+
+    Problems of a file (an envelope error, a file with no claims) go to ``files`` and never
+    count as claims; without that list they stand as an entry without a claim id."""
     names = policy.payer_names() if policy else None
-    return [validate_item(raw, position, encounters, names) for position, raw in enumerate(raws, 1)]
+    return [validate_item(raw, position, encounters, names) for position, raw in
+            enumerate(_apart(raws, files), 1)]
+
+
+def _apart(raws: Iterable[Any], files: list[FileProblem] | None) -> Iterator[Any]:
+    for raw in raws:
+        if files is not None and isinstance(raw, FileProblems):
+            files.extend(raw.problems)
+        else:
+            yield raw
 
 
 def read_claim_files(paths: list[Path], policy: PolicySet | None = None,
-                     encounters: dict[str, dict[str, Any]] | None = None) -> list[Claim | InvalidClaim]:
-    """JSON, JSON Lines, X12 837P, Parquet and Tuva files, in any mix, into one in-memory batch."""
-    return validate_items(list(Input(paths, policy)), encounters, policy)
+                     encounters: dict[str, dict[str, Any]] | None = None,
+                     files: list[FileProblem] | None = None) -> list[Claim | InvalidClaim]:
+    """JSON, JSON Lines, X12 837P, Parquet and Tuva files, in any mix, into one in-memory batch;
+    problems of a file, outside every claim, into ``files``."""
+    return validate_items(list(Input(paths, policy)), encounters, policy, files)
 
 
 def iter_claim_files(paths: list[Path], policy: PolicySet | None = None,
-                     encounters: dict[str, dict[str, Any]] | None = None) -> Iterator[Claim | InvalidClaim]:
+                     encounters: dict[str, dict[str, Any]] | None = None,
+                     files: list[FileProblem] | None = None) -> Iterator[Claim | InvalidClaim]:
     """Claims one at a time, so a year need not be held at once; ``encounters`` adds what an 837 lacks."""
     names = policy.payer_names() if policy else None
-    for position, raw in enumerate(Input(paths, policy), 1):
+    for position, raw in enumerate(_apart(Input(paths, policy), files), 1):
         yield validate_item(raw, position, encounters, names)
 
 
@@ -192,21 +209,27 @@ class Commit(Protocol):
 def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,
                 store: "Store | None", options: dict[str, Any] | None = None,
                 progress: Callable[[int], None] | None = None, resolver: Resolver | None = None,
-                commit: Commit | None = None, reference: str | None = None) -> RunOutcome:
+                commit: Commit | None = None, reference: str | None = None,
+                files: list[FileProblem] | None = None) -> RunOutcome:
     """Scrub a batch held in memory (the service's requests); with a store, use its history and keep the run.
 
     A caller serving many batches passes one ``resolver``, so snapshots are resolved and compiled once.
+    ``files`` are the problems of the files the batch came from, reported in the result's ``files``.
     """
     if resolver is None:
         from .reference.lookup import open_reference
 
         resolver = Resolver(policy, open_reference(reference))
+    problems = [p.as_dict() for p in files or []]
     if store is None:
-        return RunOutcome(scrub(items, policy, known_on, progress=progress, resolver=resolver), None)
+        result = scrub(items, policy, known_on, progress=progress, resolver=resolver)
+        result.files = problems
+        return RunOutcome(result, None)
     store.import_policy(policy)
     upto = store.max_claim_record()
     history = store.history_for(items, family_lookup(policy, known_on, resolver), upto)
     result = scrub(items, policy, known_on, history=history, progress=progress, resolver=resolver)
+    result.files = problems
     if commit is not None and not commit.allow():
         return RunOutcome(result, None)
     run_id = store.record_run(result, items, _encode(items), options or {}, upto,

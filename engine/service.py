@@ -39,7 +39,7 @@ from .pipeline import scrub_items, validate_items, x12_items
 from .policy.fields import describe
 from .policy.model import Fix, PolicySet
 from .policy.snapshot import Resolver, resolve
-from .sources import looks_like_x12
+from .sources import FileProblem, looks_like_x12
 from .store import Store, StoreBusy
 
 log = logging.getLogger("payerpolicy.service")
@@ -346,7 +346,7 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
         except UnicodeDecodeError:
             raise Problem(400, "Bad Encoding", "the body is not UTF-8") from None
 
-    def claims_from(text: str, content_type: str) -> list[Claim | InvalidClaim]:
+    def claims_from(text: str, content_type: str) -> tuple[list[Claim | InvalidClaim], list[FileProblem]]:
         if looks_like_x12(text, "x12" in content_type):
             raws = x12_items("body", text, policy)
         else:
@@ -360,7 +360,8 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
             raws = raw_items(text)
         if len(raws) > limits.max_claims:
             raise Problem(413, "Too Many Claims", f"at most {limits.max_claims} claims per request")
-        return validate_items(raws)
+        files: list[FileProblem] = []
+        return validate_items(raws, files=files), files
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -386,7 +387,7 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
         except asyncio.TimeoutError:
             raise Problem(408, "Request Timeout", f"the body did not arrive within {limits.timeout_seconds} s") from None
         # Off the event loop: validating an 837 takes pyx12 about a second.
-        items = await run_in_threadpool(claims_from, text, request.headers.get("content-type", ""))
+        items, files = await run_in_threadpool(claims_from, text, request.headers.get("content-type", ""))
         if payer is not None:
             if payer not in policy.payers:
                 raise Problem(422, "Invalid Request", "unknown payer", [{"field": "payer", "reason": "unknown payer"}])
@@ -403,7 +404,8 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
                 return replayed(earlier, request_digest)
         gate = CommitGate(functools.partial(keep.answer_request, key, request_digest) if key else None)
         work = asyncio.ensure_future(run_in_threadpool(
-            scrub_items, items, policy, day, keep, {"via": "http", "payer": payer}, gate.check, resolver, gate))
+            scrub_items, items, policy, day, keep, {"via": "http", "payer": payer}, gate.check, resolver, gate,
+            files=files))
         try:
             try:
                 outcome = await asyncio.wait_for(asyncio.shield(work), timeout=limits.timeout_seconds)

@@ -72,6 +72,17 @@ def test_x12_body_and_known_on(client):
     assert response.json()["known_on"] == "2025-10-20" and claim["id"] == "H-1"
 
 
+def test_an_x12_body_with_an_envelope_error_names_it_in_files_not_as_a_claim(client):
+    text = (ROOT / "tests" / "fixtures" / "x12" / "se-count-error.837").read_text()
+    response = client.post("/v1/scrub?known_on=2026-11-27&store=false", content=text,
+                           headers=dict(AUTH, **{"content-type": "text/x12"}))
+    body = response.json()
+    assert response.status_code == 200 and [c["id"] for c in body["claims"]] == ["LINE-1"]
+    assert body["summary"]["claims"] == 1
+    (problem,) = body["files"]
+    assert (problem["name"], problem["segment"]) == ("body", 33) and problem["reason"].startswith("transaction set")
+
+
 def test_runs_and_policy_endpoints(client):
     run_id = client.post("/v1/scrub", content=EXAMPLES, headers=AUTH).json()["run_id"]
     run = client.get(f"/v1/runs/{run_id}", headers=AUTH).json()

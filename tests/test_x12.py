@@ -397,11 +397,31 @@ def test_a_file_with_an_envelope_error_reports_its_claims_and_names_the_problem_
     assert problem["reason"].startswith("transaction set: the segment count in SE does not match")
     table = invoke("scrub", FIX / "se-count-error.837", "--no-store", "--known-on", "2026-11-27")
     assert "FILE se-count-error.837 segment 33: transaction set" in table.stdout
-    assert "1 claims:" in table.stdout and "1 file problem" in table.stdout
+    assert "1 claim:" in table.stdout and "1 file problem" in table.stdout
     lines = invoke("scrub", FIX / "se-count-error.837", "--no-store", "--format", "jsonl").stdout.splitlines()
     assert len(lines) == 2 and json.loads(lines[-1])["files"][0]["segment"] == 33
     clean = json.loads(invoke("scrub", FIX / "line-rendering-rd8.837", "--no-store", "--format", "json").stdout)
     assert clean["files"] == [] and clean["summary"]["claims"] == 1
+
+
+def test_batches_held_in_memory_report_file_problems_apart_too(policy):
+    """What-if, denials, export and the Python API read files into memory: an envelope error is
+    a file problem there as well, never a claim without an id."""
+    import engine
+
+    broken = FIX / "se-count-error.837"
+    whatif = invoke("whatif", broken, "--set", "payer=uhc", "--format", "json")
+    data = json.loads(whatif.stdout)
+    assert [c["id"] for c in data["comparisons"][0]["claims"]] == ["LINE-1"]
+    assert [(f["name"], f["segment"]) for f in data["files"]] == [("se-count-error.837", 33)]
+    assert "se-count-error.837 segment 33: transaction set: the segment count in SE" in whatif.stderr
+    denials = invoke("denials", broken, FIX / "managed-care.835", "--no-store", "--format", "json")
+    assert [(f["name"], f["segment"]) for f in json.loads(denials.stdout)["files"]] == [("se-count-error.837", 33)]
+    assert "not analysed" not in denials.stderr and "se-count-error.837 segment 33" in denials.stderr
+    report = engine.analyse_denials([broken, FIX / "managed-care.835"], dt.date(2026, 11, 27), policy=policy)
+    assert report.not_analysed == [] and report.files[0]["segment"] == 33
+    exported = invoke("export", broken)
+    assert exported.exit_code == 1 and "CLM*LINE-1" in exported.stdout and "segment 33" in exported.stderr
 
 
 @pytest.mark.parametrize("name", ["cob-primary-secondary.837", "medicare-crossover-medicaid.837",

@@ -59,6 +59,11 @@ KnownOnOpt = typer.Option(None, "--known-on", help="Judge by the rules as known 
                           callback=parse_date, metavar="DATE")
 
 
+def file_problem_text(problem) -> str:
+    """A problem of a file, outside every claim, as one line for stderr."""
+    return f"{problem.name}" + (f" segment {problem.segment}" if problem.segment else "") + f": {problem.reason}"
+
+
 def count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 

@@ -11,10 +11,11 @@ import typer
 
 from .. import clock
 from ..claims import Claim
-from ..pipeline import UsageError, iter_claim_files, read_encounters
 from ..money import json_default, show_money
+from ..pipeline import UsageError, iter_claim_files, read_encounters
 from ._app import app
-from ._options import (PROGRESS_MIN, DbOpt, KnownOnOpt, PoliciesOpt, ShortFormat, count, err, load_tree, open_store, out)
+from ._options import (PROGRESS_MIN, DbOpt, KnownOnOpt, PoliciesOpt, ShortFormat, count, err, file_problem_text,
+                       load_tree, open_store, out)
 
 
 @app.command()
@@ -64,9 +65,10 @@ def denials(
         raise typer.Exit(2)
 
     given = [0]
+    problems: list = []
 
     def valid_claims(report_invalid: bool = True):
-        for item in iter_claim_files(files, policy, side):
+        for item in iter_claim_files(files, policy, side, files=problems if report_invalid else []):
             if isinstance(item, Claim):
                 given[0] += 1
                 yield item.model_copy(update={"payer": payer.lower()}) if payer else item
@@ -102,20 +104,23 @@ def denials(
     except UsageError as exc:
         err.print(f"[red]{exc}[/]", highlight=False)
         raise typer.Exit(2)
+    for problem in problems:  # outside every claim: said, never counted as a claim
+        err.print(file_problem_text(problem), highlight=False, markup=False)
     if report:
         report.write_text(render(result), encoding="utf-8")
     if worklist:
         worklist.write_text(worklist_csv(result), encoding="utf-8")
     if format is ShortFormat.json:
-        body = {"claims_from_earlier_runs": earlier, **result.as_dict()}
+        body = {"claims_from_earlier_runs": earlier, **result.as_dict(), "files": [p.as_dict() for p in problems]}
         sys.stdout.write(json.dumps(body, indent=2, default=json_default) + "\n")
         return
     if earlier:
         out.print(f"Includes {count(earlier, 'claim')} kept in the store by earlier runs (--fresh or --no-store "
                   f"analyses only the files given).", highlight=False)
     totals = result.totals()
-    out.print(f"{totals['lines']} remitted lines: " + ", ".join(
-        f"{n} {c.replace('_', ' ')}" for c, n in sorted(totals["by_category"].items())), highlight=False)
+    out.print(count(totals["lines"], "remitted line") + "".join(
+        f"{': ' if not i else ', '}{n} {c.replace('_', ' ')}"
+        for i, (c, n) in enumerate(sorted(totals["by_category"].items()))), highlight=False)
     for row in result.worklist(limit=20):
         out.print(f"  {show_money(row['charge']):>11}  {row['claim_id']} line {row['line']} {row['code']}: "
                   f"{row['action']} ({row['rule']})", highlight=False, markup=False)

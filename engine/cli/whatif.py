@@ -13,7 +13,7 @@ from .. import clock
 from ..money import ZERO, show_money
 from ..pipeline import UsageError, read_claim_files
 from ._app import app
-from ._options import PoliciesOpt, ShortFormat, err, load_tree, out, parse_date
+from ._options import PoliciesOpt, ShortFormat, err, file_problem_text, load_tree, out, parse_date
 
 
 @app.command()
@@ -44,11 +44,14 @@ def whatif(
     if len(dates) > 2:
         raise typer.BadParameter("give at most two --known-on dates", param_hint="--known-on")
     policy = load_tree(policies)
+    problems: list = []
     try:
-        items = read_claim_files(files, policy)
+        items = read_claim_files(files, policy, files=problems)
     except UsageError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2)
+    for problem in problems:  # outside every claim: said, never counted as a claim
+        err.print(file_problem_text(problem), highlight=False, markup=False)
     today = clock.today()
     from ..batch import cores
 
@@ -69,7 +72,8 @@ def whatif(
     except SetError as exc:
         raise typer.BadParameter(str(exc), param_hint="--set")
     if format is ShortFormat.json:
-        sys.stdout.write(json.dumps({"comparisons": [c.as_dict() for c in comparisons]}, indent=2) + "\n")
+        sys.stdout.write(json.dumps({"comparisons": [c.as_dict() for c in comparisons],
+                                     "files": [p.as_dict() for p in problems]}, indent=2) + "\n")
         return
     _print_comparisons(comparisons)
 

@@ -47,7 +47,7 @@ def claim_lines(claim: dict[str, Any], position: int) -> list[Text]:
 
 def summary_line(s: dict[str, int], known_on: dt.date, policy_version: str, run_id: str | None,
                  file_problems: int = 0) -> str:
-    return (f"\n{s['claims']} claims: [green]{s['clean']} clean[/], [yellow]{s['review']} review[/], "
+    return (f"\n{s['claims']:,} claim{'' if s['claims'] == 1 else 's'}: [green]{s['clean']} clean[/], [yellow]{s['review']} review[/], "
             f"[red]{s['reject']} reject[/], [magenta]{s['invalid']} invalid[/]"
             + (f", {s['history']} history" if s["history"] else "")
             + (f"; [magenta]{file_problems} file problem{'s' if file_problems != 1 else ''}[/]" if file_problems else "")

@@ -202,7 +202,7 @@ tr.error td:nth-child(3){{color:#b00}} tr.warning td:nth-child(3){{color:#a60}} 
 </style></head><body>
 <h1>Scrub report</h1>
 <p>Known on {self.known_on} · policy <code>{e(self.policy_version)}</code></p>
-<p>{s['claims']} claims: {s['clean']} clean, {s['review']} review, {s['reject']} reject, {s['invalid']} invalid</p>
+<p>{s['claims']:,} claim{'' if s['claims'] == 1 else 's'}: {s['clean']} clean, {s['review']} review, {s['reject']} reject, {s['invalid']} invalid</p>
 """ + "".join(f"<p class=\"file\">File {e(f['name'])}" + (f", segment {f['segment']}" if f["segment"] else "")
               + f": {e(f['reason'])}</p>\n" for f in files) + """<table><tr><th>line</th><th>code</th><th>severity</th><th>rule</th><th>CARC</th><th>message / fix</th></tr>
 """)
