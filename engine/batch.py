@@ -157,7 +157,8 @@ def _claim_of(prep: _Prepared, raw: Any, position: int) -> Claim | InvalidClaim 
 
 # ---- the two chunk functions -----------------------------------------------------
 
-ServiceRow = tuple[str, int, int, int, str, "str | None", bool, int]  # patient, day, position, line, code, family, in person, units
+# patient, day, position, line, code, family, in person, units, days spanned
+ServiceRow = tuple[str, int, int, int, str, "str | None", bool, int, int]
 
 
 def chunk_services(ctx: Context | str, chunk: list[tuple[int, Any]]) -> tuple[list[ServiceRow], list[str]]:
@@ -181,7 +182,7 @@ def _services(prep: _Prepared, position: int, claim: Claim) -> Iterator[ServiceR
     for number, line in enumerate(claim.lines, 1):
         day = claim.line_date(line)
         yield (patient, day.toordinal(), position, number, line.code, prep.family(claim, day, line.code),
-               in_person(claim, line), line.units)
+               in_person(claim, line), line.units, claim.line_days(line))
 
 
 def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: list[tuple] | None) -> list[dict]:
@@ -397,11 +398,11 @@ class RunIndex:
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("CREATE TABLE service (patient TEXT, day INT, pos INT, line INT, code TEXT, family TEXT, "
-                        "in_person INT, units INT)")
+                        "in_person INT, units INT, days INT)")
         self.db.execute("CREATE TABLE claim_id (id TEXT)")
 
     def add(self, rows: list[ServiceRow], ids: list[str]) -> None:
-        self.db.executemany("INSERT INTO service VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        self.db.executemany("INSERT INTO service VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.db.executemany("INSERT INTO claim_id VALUES (?)", [(i,) for i in ids])
 
     def seal(self) -> None:
@@ -418,7 +419,8 @@ class RunIndex:
         rows: list[tuple] = []
         for group in _groups(patients, 500):
             marks = ",".join("?" * len(group))
-            rows.extend(self.db.execute(f"SELECT patient, day, pos, line, code, family, in_person, units FROM service "
+            rows.extend(self.db.execute(f"SELECT patient, day, pos, line, code, family, in_person, units, days "
+                                        f"FROM service "
                                         f"WHERE patient IN ({marks})", group))
         return rows
 

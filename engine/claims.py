@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError, field_validator,
+                      model_validator)
 
 from .money import Money
 
@@ -165,8 +166,20 @@ class Claim(_Model):
             return [v.strip().upper().replace(".", "") if isinstance(v, str) else v for v in value]
         return value
 
+    @model_validator(mode="after")
+    def _ranges_forward(self) -> "Claim":
+        for number, line in enumerate(self.lines, 1):
+            if line.service_date_to is not None and line.service_date_to < self.line_date(line):
+                raise ValueError(f"lines[{number}].service_date_to is before the line's date of service")
+        return self
+
     def line_date(self, line: Line) -> dt.date:
         return line.service_date or self.service_date
+
+    def line_days(self, line: Line) -> int:
+        """The days a line spans: its date of service through its service_date_to (1 without a range)."""
+        end = line.service_date_to
+        return (end - self.line_date(line)).days + 1 if end is not None else 1
 
     def line_pos(self, line: Line) -> str | None:
         return line.place_of_service or self.place_of_service

@@ -106,6 +106,8 @@ def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], sn
         "claim.other_modifiers": {m for i, other in enumerate(claim.lines, 1) if i != number for m in other.modifiers},
     })
     _put(f, "line.place_of_service", claim.line_pos(line))
+    if line.service_date_to is not None:
+        f["line.days"] = claim.line_days(line)
     own = line.rendering_provider
     if own is not None:  # the line's rendering provider governs its line (X12 2420A)
         for name in ("type", "specialty", "prescribing_psychologist"):
@@ -150,6 +152,7 @@ def line_facts(claim: Claim, number: int, line: Line, shared: dict[str, Any], sn
 
     patient_id = claim.patient.id if claim.patient else None
     if history is not None and patient_id:
-        f.update(history.counts(patient_id, (position, number), day, line.code, attrs.get("family")))
+        f.update(history.counts(patient_id, (position, number), day, line.code, attrs.get("family"),
+                                claim.line_days(line)))
     line_reference_facts(f, claim, number, line, day, snapshot)
     return f

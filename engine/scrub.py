@@ -72,7 +72,7 @@ def add_to_history(history: History, claim: Claim, position: int, family: Callab
     for number, line in enumerate(claim.lines, 1):
         day = claim.line_date(line)
         history.add(claim.patient.id, Service(day, (position, number), line.code, family(day, line.code),
-                                              in_person(claim, line), line.units))
+                                              in_person(claim, line), line.units, claim.line_days(line)))
 
 
 def known_payer(item: Claim | InvalidClaim, policy: PolicySet, position: int) -> Claim | InvalidClaim:

@@ -396,7 +396,8 @@ class Store:
         return History.from_rows(self.history_rows(patients, upto, lambda found: set(found) & ids, family))
 
     def history_rows(self, patients: list[str], upto: int | None, in_batch, family) -> list[tuple]:
-        """Stored services of these patients as (patient, day ordinal, seq, line, code, family, in person, units) rows.
+        """Stored services of these patients as (patient, day ordinal, seq, line, code, family, in person, units,
+        days) rows.
 
         ``in_batch`` names which claim ids belong to the batch being judged: those are
         judged now, so they are not their own history.
@@ -412,7 +413,8 @@ class Store:
             for number, line in enumerate(claim.lines, 1):
                 day = claim.line_date(line)
                 rows.append((record.patient_id, day.toordinal(), record.id - 10**12, number, line.code,
-                             family(claim, day, line.code), in_person(claim, line), line.units))
+                             family(claim, day, line.code), in_person(claim, line), line.units,
+                             claim.line_days(line)))
         return rows
 
     def max_claim_record(self) -> int:

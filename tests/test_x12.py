@@ -465,3 +465,43 @@ def test_validator_findings_outside_what_a_claim_is_read_from_are_notes_not_a_bl
     (claim,) = json.loads(invoke("scrub", broken, "--no-store", "--format", "json").stdout)["claims"]
     assert claim["status"] == "invalid"
     assert any(e["field"] == "broken.837 segment 26" for e in claim["errors"])
+
+
+def test_a_date_range_counts_every_day_it_covers_in_one_run_and_across_stored_runs(tmp_path, db_url):
+    """RD8 ranges keep both dates, and rules that count days use them: a code billed for a day
+    an earlier range covers is billed twice that day, whether judged in the same run or
+    against the store; the units of a per-day code must fit its range's days."""
+    from engine.claims import parse_claims_text
+    from engine.x12.write837 import write_837
+    from engine.policy.loader import load_policies
+
+    base = {"payer": "commercial", "patient": {"id": "RD8-P", "birth_date": "1979-01-01"}, "diagnoses": ["N18.6"]}
+    ranged = dict(base, id="RD8-1", service_date="2024-04-25",
+                  lines=[{"code": "90970", "units": 10, "service_date_to": "2024-05-04"}])
+    inside = dict(base, id="RD8-2", service_date="2024-05-03", lines=[{"code": "90970"}])
+    after = dict(base, id="RD8-3", service_date="2024-05-05", lines=[{"code": "90970"}])
+    too_many = dict(base, id="RD8-4", patient={"id": "RD8-Q", "birth_date": "1979-01-01"}, service_date="2024-06-01",
+                    lines=[{"code": "90970", "units": 12, "service_date_to": "2024-06-10"}])
+    text = write_837(parse_claims_text(json.dumps([ranged, inside, after, too_many])), load_policies())
+    assert "DTP*472*RD8*20240425-20240504" in text
+    (tmp_path / "one.837").write_text(text)
+
+    def errors(result):
+        return {c["id"]: [f["rule"] for f in c["findings"] if f["severity"] == "error"]
+                for c in json.loads(result.stdout)["claims"]}
+
+    same_run = errors(invoke("scrub", tmp_path / "one.837", "--no-store", "--format", "json", "--payer", "commercial"))
+    assert same_run == {"RD8-1": [], "RD8-2": ["cpt.duplicate-line"], "RD8-3": [],
+                        "RD8-4": ["cpt.esrd-daily-units-over-days"]}
+    # the range judged in an earlier run, kept in the store
+    (tmp_path / "first.json").write_text(json.dumps([ranged]))
+    (tmp_path / "later.json").write_text(json.dumps([inside, after]))
+    invoke("scrub", tmp_path / "first.json", "--db", db_url, "--format", "json")
+    later = errors(invoke("scrub", tmp_path / "later.json", "--db", db_url, "--format", "json"))
+    assert later == {"RD8-2": ["cpt.duplicate-line"], "RD8-3": []}
+    bad = dict(base, id="RD8-5", service_date="2024-07-10",
+               lines=[{"code": "90970", "units": 1, "service_date_to": "2024-07-01"}])
+    (tmp_path / "bad.json").write_text(json.dumps([bad]))
+    invalid = json.loads(invoke("scrub", tmp_path / "bad.json", "--no-store", "--format", "json").stdout)["claims"][0]
+    assert invalid["status"] == "invalid"
+    assert "lines[1].service_date_to is before the line's date of service" in invalid["errors"][0]["reason"]

@@ -48,6 +48,8 @@ FIELDS: dict[str, FieldSpec] = {
         _f("line.units_start", "int", None, "minutes at which the add-on's first unit starts, from its primary"),
         _f("line.place_of_service", "str", "place_of_service", "line POS, else the claim's"),
         _f("line.service_date", "date", None, "line date of service, else the claim's"),
+        _f("line.days", "int", "lines[].service_date_to",
+           "days the line's date range spans (service_date through service_date_to, X12 RD8); absent without a range"),
         _f("provider.type", "str", "rendering_provider.type", "rendering provider type"),
         _f("provider.specialty", "str", "rendering_provider.specialty", "rendering provider specialty"),
         _f("provider.prescribing_psychologist", "bool", "rendering_provider.prescribing_psychologist",
