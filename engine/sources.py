@@ -281,15 +281,23 @@ def _without_nulls(value: Any) -> Any:
 
 def x12_items(name: str, text: str, policy: PolicySet | None) -> list[Any]:
     """An 837's claims as raw dicts, with structural problems attached or listed for the file."""
-    from .x12.claim837 import READ_SEGMENTS, read_837
-    from .x12.validate import validate
+    from .x12.claim837 import READ_SEGMENTS, read_837, read_837_segments
+    from .x12.validate import validate_and_read
 
     payers = policy.payers.items() if policy else []
     # A payer key written as the id (our own exports do that) maps to itself.
     payer_ids = {key.upper(): key for key, _ in payers}
     payer_ids.update({pid: key for key, payer in payers for pid in payer.x12_payer_ids})
-    parsed = read_837(text, payer_ids, policy.taxonomy if policy else {})
-    problems = validate(text) if not parsed.errors else []
+    taxonomy = policy.taxonomy if policy else {}
+    # One pass: pyx12 validates and tokenizes, and the claims are read from its segments. Only
+    # a file pyx12 cannot read is split again, by the reader, which says where and why it stops.
+    problems, segments = validate_and_read(text)
+    if segments is not None:
+        parsed = read_837_segments(segments, payer_ids, taxonomy)
+    else:
+        parsed = read_837(text, payer_ids, taxonomy)
+        if parsed.errors:
+            problems = []  # the reader's own reason names the segment; the validator's adds nothing
     items: list[Any] = []
     placed = set()
     for raw, (first, last) in zip(parsed.claims, parsed.spans):

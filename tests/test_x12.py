@@ -505,3 +505,31 @@ def test_a_date_range_counts_every_day_it_covers_in_one_run_and_across_stored_ru
     invalid = json.loads(invoke("scrub", tmp_path / "bad.json", "--no-store", "--format", "json").stdout)["claims"][0]
     assert invalid["status"] == "invalid"
     assert "lines[1].service_date_to is before the line's date of service" in invalid["errors"][0]["reason"]
+
+
+def test_an_837_is_read_in_the_validators_single_pass(policy, monkeypatch):
+    """Parse once: the claims come from the segments pyx12 read while validating; the text is
+    split again only when pyx12 cannot read the interchange. Both readings agree."""
+    import engine.x12.claim837 as claim837
+    from engine.sources import x12_items
+    from engine.x12.validate import validate_and_read
+
+    for path in sorted(FIX.glob("*.837")):
+        text = path.read_text()
+        problems, segments = validate_and_read(text)
+        assert segments is not None, path.name
+        by_pyx12 = claim837.read_837_segments(segments, {}, policy.taxonomy)
+        by_split = read_837(text, {}, policy.taxonomy)
+        assert (by_pyx12.claims, by_pyx12.spans, by_pyx12.errors) == \
+            (by_split.claims, by_split.spans, by_split.errors), path.name
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the interchange was split a second time")
+
+    monkeypatch.setattr(claim837, "split", no_second_pass)
+    items = x12_items("cob", (FIX / "cob-primary-secondary.837").read_text(), policy)
+    assert [item["id"] for item in items] == ["COB-1", "COB-2"]
+    monkeypatch.undo()
+    broken = x12_items("broken", "ISA*00*not an interchange~", policy)  # pyx12 cannot read it: the reader says why
+    (problems,) = broken
+    assert problems.problems[0].reason.startswith("the file does not start with an ISA")

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterable
 
 from ..money import parse_money
 from .segments import Segment, X12Error, split
@@ -101,12 +101,19 @@ def _units(value: str) -> Any:
 
 def read_837(text: str, payer_ids: dict[str, str], taxonomy: dict[str, str]) -> Parsed837:
     """Parse every claim; ``payer_ids`` maps X12 payer ids to payer keys."""
-    out = Parsed837()
     try:
         segments = split(text)
     except X12Error as exc:
+        out = Parsed837()
         out.errors.append((exc.segment, exc.reason))
         return out
+    return read_837_segments(segments, payer_ids, taxonomy)
+
+
+def read_837_segments(segments: Iterable[Segment], payer_ids: dict[str, str], taxonomy: dict[str, str]) -> Parsed837:
+    """Every claim of an interchange already split into segments (by ``split`` or, in the same
+    pass as its validation, by pyx12: ``x12.validate.validate_and_read``)."""
+    out = Parsed837()
     billing = _Party()
     subscriber = _Subscriber()
     patient_key: str | None = None

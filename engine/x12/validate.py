@@ -12,6 +12,8 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from .segments import Segment
+
 ELEMENT_REASONS = {
     "1": "a required element is missing", "2": "a conditionally required element is missing",
     "3": "too many elements", "4": "an element is too short", "5": "an element is too long",
@@ -110,6 +112,31 @@ def _install_map_cache() -> None:
 
 def validate(text: str) -> list[Problem]:
     """Every structural problem pyx12 finds; an empty list means the interchange is valid."""
+    return _validate(text, None)
+
+
+def validate_and_read(text: str) -> tuple[list[Problem], list[Segment] | None]:
+    """Validate an interchange and keep its segments as pyx12 read them, in one pass over the
+    file, so a reader need not split it again. The segments are None when pyx12 could not read
+    the whole interchange (a reader then splits the text itself, and says why it stops)."""
+    segments: list[Segment] = []
+    failed: list[bool] = []
+
+    def keep(seg, src, node, valid) -> None:
+        try:
+            component, repetition = seg.subele_term, seg.repetition_term or "^"
+            segments.append(Segment(src.get_cur_line(), (seg.get_seg_id() or "").upper(),
+                                    tuple(element.format(component) for element in seg.elements),
+                                    component, repetition))
+        except Exception:  # pyx12 would only log it: the reader splits the text instead
+            failed.append(True)
+
+    problems = _validate(text, keep)
+    unread = failed or not segments or any(p.segment is None and "could not read" in p.reason for p in problems)
+    return problems, None if unread else segments
+
+
+def _validate(text: str, callback) -> list[Problem]:
     import pyx12.params
     import pyx12.x12n_document
 
@@ -120,7 +147,7 @@ def validate(text: str) -> list[Problem]:
     try:
         ok = pyx12.x12n_document.x12n_document(
             param=pyx12.params.params(), src_file=io.StringIO(_normalise(text)), fd_997=None, fd_html=None,
-            fd_xmldoc=None, fd_json=report)
+            fd_xmldoc=None, fd_json=report, callback=callback)
     except Exception as exc:  # pyx12 raises on some malformed input; the file is reported, not fatal
         return [Problem(None, f"the X12 validator could not read the interchange ({type(exc).__name__})")]
     problems = _collect(report.getvalue())
