@@ -4,6 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
 
 .PHONY: run test bench soak lock clean
 
@@ -22,11 +23,12 @@ lock:
 run: $(STAMP)
 	$(BIN)/payerpolicy scrub examples/claims.json; test $$? -le 1
 
-# The HTML report test renders in headless Chromium; install it where apt-get and root allow.
-$(CHROMIUM):
+# The HTML report and workbench tests drive headless Chromium (the workbench's through its
+# WebDriver, chromium-driver); install both from Debian where apt-get and root allow.
+$(CHROMIUM) $(CHROMEDRIVER):
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "Chromium not installed: the browser test of the HTML report will be skipped"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "Chromium not installed: the browser tests will be skipped"; fi
 
 # The store tests run on SQLite and on a PostgreSQL server they start from Debian's packages.
 POSTGRES := /usr/lib/postgresql
@@ -35,7 +37,7 @@ $(POSTGRES):
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "PostgreSQL not installed: the store tests will run on SQLite only"; fi
 
-test: $(STAMP) $(CHROMIUM) $(POSTGRES)
+test: $(STAMP) $(CHROMIUM) $(CHROMEDRIVER) $(POSTGRES)
 	$(BIN)/python -m pytest
 
 # Heavy fault runs: 400 keys sent twice at once to `serve --workers 2`, 10,000 hostile inputs,

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ._app import app
-from ._options import DbOpt, PoliciesOpt, err, load_tree, open_store
+from ._options import DbOpt, PoliciesOpt, err, load_tree, open_store, out
 
 
 @app.command()
@@ -31,7 +31,8 @@ def serve(
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Server processes (each loads the policy "
                                 "and compiles its rules once); throughput grows with cores."),
 ) -> None:
-    """Serve the scrubber over HTTP: /v1/scrub, /v1/suggest, /v1/whatif, /v1/policy, /v1/runs, /healthz."""
+    """Serve the scrubber over HTTP: /v1/scrub, /v1/suggest, /v1/whatif, /v1/policy, /v1/runs, /healthz,
+    and the web workbench (/login, /scrub)."""
     import logging
 
     import uvicorn
@@ -64,6 +65,49 @@ def serve(
         "reference": reference,
         "tokens_file": str(tokens_file) if tokens_file else None, "limits": limits.model_dump()})
     _run_workers(workers, host, port, config)
+
+
+@app.command()
+def ui(
+    port: int = typer.Option(8765, "--port"),
+    db: Optional[str] = DbOpt,
+    no_store: bool = typer.Option(False, "--no-store"),
+    policies: Optional[Path] = PoliciesOpt,
+    browser: bool = typer.Option(True, "--open/--no-open", help="Open the workbench in the default browser."),
+) -> None:
+    """Start the web workbench on this machine (loopback only) and open it in the browser.
+
+    Sign in with a token from PAYERPOLICY_TOKENS, or, without one, with the one-time token
+    printed here (it lasts as long as this process).
+    """
+    import logging
+    import os
+    import secrets
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from ..reference.lookup import reference_path
+    from ..service import create_app, load_tokens
+
+    policy = load_tree(policies)
+    tokens = load_tokens(None)
+    fresh = not tokens
+    if fresh:
+        tokens = {secrets.token_urlsafe(18)}
+    store = None if no_store else open_store(db)
+    app_ = create_app(policy, store, tokens, None, reference_path(db))
+    url = f"http://127.0.0.1:{port}/login"
+    out.print(f"payerpolicy workbench: {url}", highlight=False)
+    if fresh:
+        out.print(f"sign in with this one-time token: {next(iter(tokens))}", highlight=False)
+    else:
+        out.print("sign in with one of the PAYERPOLICY_TOKENS tokens", highlight=False)
+    if browser and not os.environ.get("CI"):
+        threading.Timer(1.0, webbrowser.open, args=(url,)).start()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    uvicorn.run(app_, host="127.0.0.1", port=port, access_log=False, timeout_graceful_shutdown=5, log_level="warning")
 
 
 def _run_workers(workers: int, host: str, port: int, config: str) -> None:

@@ -1,0 +1,228 @@
+"""The web workbench as a billing manager uses it: sign in, scrub pasted or uploaded claims,
+read each finding in plain words, apply a fix, download the results."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from freezegun import freeze_time
+
+from engine.policy.loader import load_policies
+from engine.service import Limits, create_app
+
+from .conftest import ROOT
+
+TOKEN = "workbench-test-token"
+AUDIO_ONLY_2025 = {"id": "W-1", "payer": "medicare", "service_date": "2025-02-03", "place_of_service": "10",
+                   "encounter": {"modality": "audio-only"}, "lines": [{"code": "99442", "charge": "75.00"}]}
+CLEAN = {"id": "W-2", "payer": "aetna", "service_date": "2024-05-06", "place_of_service": "02",
+         "encounter": {"modality": "video"}, "lines": [{"code": "99214", "modifiers": ["95"], "charge": "140.10"}]}
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = create_app(load_policies(), None, {TOKEN}, Limits(failed_tokens=3))
+    return TestClient(app)
+
+
+def signed_in(client) -> str:
+    client.cookies.clear()
+    response = client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/scrub"
+    page = client.get("/scrub")
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)
+
+
+def texts(page: str, css_class: str) -> list[str]:
+    return [re.sub(r"<[^>]+>", "", html.unescape(m)) for m in re.findall(rf'<p class="{css_class}">(.*?)</p>', page, re.S)]
+
+
+def test_pages_need_a_session_and_the_cookie_is_guarded(client):
+    client.cookies.clear()
+    assert client.get("/scrub", follow_redirects=False).headers["location"] == "/login"
+    wrong = client.post("/login", data={"token": "not-it"})
+    assert wrong.status_code == 401 and "not one this service accepts" in wrong.text
+    response = client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=28800" in cookie
+    assert TOKEN not in cookie
+    # a forged or altered cookie is no session
+    value = client.cookies.get("pp_session")
+    client.cookies.set("pp_session", value[:-2] + ("00" if not value.endswith("00") else "11"))
+    assert client.get("/scrub", follow_redirects=False).status_code == 303
+    # the JSON API keeps its bearer tokens: a session cookie does not open it
+    assert client.post("/v1/scrub", json=AUDIO_ONLY_2025).status_code == 401
+
+
+def test_a_session_expires(client):
+    with freeze_time("2026-11-30 08:00:00"):
+        csrf = signed_in(client)
+    with freeze_time("2026-11-30 15:59:00"):
+        assert client.get("/scrub", follow_redirects=False).status_code == 200
+    with freeze_time("2026-11-30 16:01:00"):
+        assert client.get("/scrub", follow_redirects=False).headers["location"] == "/login"
+    assert csrf
+
+
+def test_forms_without_the_sessions_csrf_token_are_not_acted_on(client):
+    signed_in(client)
+    refused = client.post("/scrub", data={"csrf": "forged", "claims": json.dumps(AUDIO_ONLY_2025)})
+    assert refused.status_code == 403 and "was not acted on" in refused.text and "W-1" not in refused.text
+    assert client.post("/logout", data={"csrf": "forged"}, follow_redirects=False).status_code == 303
+    assert client.get("/scrub", follow_redirects=False).status_code == 200  # still signed in
+
+
+def test_scrub_a_pasted_claim_reads_like_a_person_wrote_it(client):
+    csrf = signed_in(client)
+    page = client.post("/scrub", data={"csrf": csrf, "claims": json.dumps([AUDIO_ONLY_2025, CLEAN]),
+                                       "known_on": "2025-10-20"}).text
+    assert re.search(r'id="at-risk">\$75.00</strong> of \$215.10', page)
+    assert "2 claims: 1 will be denied, 1 expected to be paid" in page
+    facts = re.findall(r"<dd>(.*?)</dd>", page)
+    assert facts[:4] == ["Medicare Part B (traditional fee-for-service)", "2025-02-03", "99442", "$75.00"]
+    sentence = texts(page, "sentence")[0]
+    assert sentence.startswith("Denial: Line 1 (99442): 99442 was deleted on 2025-01-01")
+    assert texts(page, "codes")[0] == ("The payer would answer CARC CO-181: the procedure code was not valid on "
+                                       "the date of service; remark N56: the procedure code is not valid for the "
+                                       "date of service.")
+    assert texts(page, "fix")[0].startswith("What to do: Bill the office E/M level")
+    assert "CY2025 PFS final rule" in texts(page, "source")[0] and "confidence high" in texts(page, "source")[0]
+    assert "-&gt; 99213" not in page and "--known-on" not in page  # sentences, not engine output
+
+
+def test_apply_a_fix_and_scrub_again(client):
+    csrf = signed_in(client)
+    page = client.post("/scrub", data={"csrf": csrf, "claims": json.dumps(AUDIO_ONLY_2025),
+                                       "known_on": "2025-10-20"}).text
+    claims = html.unescape(re.search(r'action="/scrub/fix".*?name="claims" value="([^"]+)"', page, re.S).group(1))
+    fixed = client.post("/scrub/fix", data={"csrf": csrf, "claims": claims, "known_on": "2025-10-20", "payer": "",
+                                            "claim": "0", "finding": "0"}).text
+    assert re.findall(r"<dd>(.*?)</dd>", fixed)[2] == "99213-93"  # the code and modifier the fix named
+    assert "will be denied" not in fixed and 'id="at-risk">$0.00' in fixed
+
+
+def test_upload_an_837_and_download_json_and_csv(client):
+    csrf = signed_in(client)
+    text = (ROOT / "examples" / "x12-denials" / "claims" / "claims-2024-11.837").read_text()
+    page = client.post("/scrub", data={"csrf": csrf, "known_on": "2025-01-15"},
+                       files={"file": ("claims.837", text.encode(), "text/plain")}).text
+    assert "4 claims:" in page and "UnitedHealthcare (commercial)" in page and "UHC-1002" in page
+    claims = html.unescape(re.search(r'action="/scrub/download".*?name="claims" value="([^"]+)"', page, re.S)
+                           .group(1))
+    as_csv = client.post("/scrub/download", data={"csrf": csrf, "claims": claims, "known_on": "2025-01-15",
+                                                  "format": "csv"})
+    assert as_csv.headers["content-disposition"] == 'attachment; filename="scrub-2025-01-15.csv"'
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    denied = [r for r in rows if r["rule"] == "cpt.90863-by-em-prescriber"]
+    assert denied[0]["claim_id"] == "UHC-1002" and denied[0]["carc_meaning"] == "this provider may not bill this service"
+    as_json = client.post("/scrub/download", data={"csrf": csrf, "claims": claims, "known_on": "2025-01-15",
+                                                   "format": "json"}).json()
+    assert as_json["known_on"] == "2025-01-15" and len(as_json["claims"]) == 4
+    report = client.post("/scrub/download", data={"csrf": csrf, "claims": claims, "known_on": "2025-01-15",
+                                                  "format": "html"}).text
+    assert "<h1>Scrub report</h1>" in report and "<form" not in report and "UHC-1002" in report
+
+
+def test_a_broken_claim_says_which_field_and_the_rest_are_judged(client):
+    csrf = signed_in(client)
+    bad = dict(AUDIO_ONLY_2025, id="W-9", service_date="2025-13-01")
+    page = client.post("/scrub", data={"csrf": csrf, "claims": json.dumps([bad, CLEAN])}).text
+    assert "cannot be judged" in page and "<code>service_date</code>" in page and "W-2" in page
+
+
+# ---- in a real browser -------------------------------------------------------------------
+
+AXE = (Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js").read_text()
+
+
+def accessible(driver, page: str) -> None:
+    """axe-core (vendored from its npm package) finds no serious or critical violation."""
+    driver.execute_script(AXE)
+    found = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map("
+        "v => ({id: v.id, impact: v.impact, nodes: v.nodes.length}))));")
+    serious = [v for v in found if v["impact"] in ("serious", "critical")]
+    assert not serious, f"{page}: {serious}"
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.mark.skipif((CHROMIUM is None or CHROMEDRIVER is None) and os.environ.get("CI") != "true",
+                    reason="Chromium and chromium-driver are not installed here (make test installs them)")
+def test_the_workbench_in_headless_chromium_by_keyboard(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as expected
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    visible = expected.visibility_of_element_located
+
+    from benchmarks.bench_serve import free_port, wait_healthy
+
+    port = free_port()
+    env = dict(os.environ, PAYERPOLICY_TOKENS=TOKEN, PAYERPOLICY_DB=f"sqlite:///{tmp_path / 'store.db'}")
+    server = subprocess.Popen([sys.executable, "-m", "engine.cli", "ui", "--port", str(port), "--no-open"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--window-size=1200,1400",
+                 f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    shots = Path(os.environ.get("PAYERPOLICY_SCREENSHOTS", tmp_path))
+    driver = None
+    try:
+        assert wait_healthy(port, 60), server.stdout.read() if server.poll() is not None else "no answer"
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        wait = WebDriverWait(driver, 30)
+        base = f"http://127.0.0.1:{port}"
+        driver.get("data:text/html,<html lang=en><title>t</title><img src='x.png'></html>")
+        with pytest.raises(AssertionError, match="image-alt"):  # the check can fail
+            accessible(driver, "a page with an image without text")
+        driver.get(base + "/scrub")
+        assert driver.current_url == base + "/login"
+        accessible(driver, "sign-in")
+        # by keyboard only: the token field has focus; Enter submits
+        driver.switch_to.active_element.send_keys(TOKEN + Keys.ENTER)
+        wait.until(expected.url_to_be(base + "/scrub"))
+        driver.save_screenshot(str(shots / "workbench-scrub-form.png"))
+        area = driver.find_element(By.ID, "claims")
+        area.send_keys(json.dumps([AUDIO_ONLY_2025, CLEAN]))
+        driver.execute_script("document.getElementById('known_on').value = '2025-10-20'")
+        for _ in range(15):  # Tab through the form (file, the date's fields, payer) to the Scrub button
+            ActionChains(driver).send_keys(Keys.TAB).perform()
+            if driver.switch_to.active_element.text == "Scrub":
+                break
+        ActionChains(driver).send_keys(Keys.ENTER).perform()
+        totals = wait.until(visible((By.ID, "totals"))).text
+        assert "1 will be denied" in totals and "$75.00" in totals
+        first = driver.find_element(By.CSS_SELECTOR, "#claim-1 .finding.error .sentence").text
+        assert "99442 was deleted on 2025-01-01" in first
+        driver.save_screenshot(str(shots / "workbench-scrub-results.png"))
+        accessible(driver, "scrub results")
+        button = driver.find_element(By.CSS_SELECTOR, "#claim-1 form[action='/scrub/fix'] button")
+        button.send_keys(Keys.ENTER)
+        wait.until(expected.staleness_of(button))
+        assert wait.until(visible((By.ID, "at-risk"))).text == "$0.00"
+        assert "99213-93" in driver.find_element(By.CSS_SELECTOR, "#claim-1 .facts").text
+    finally:
+        if driver is not None:
+            driver.quit()
+        server.terminate()
+        server.wait(timeout=30)
