@@ -141,6 +141,63 @@ def test_a_broken_claim_says_which_field_and_the_rest_are_judged(client):
     assert "cannot be judged" in page and "<code>service_date</code>" in page and "W-2" in page
 
 
+def test_suggest_from_the_encounter_form(client):
+    csrf = signed_in(client)
+    page = client.post("/suggest", data={"csrf": csrf, "payer": "aetna", "service_date": "2024-05-02",
+                                         "provider": "MD", "modality": "in-person", "location": "office",
+                                         "total_minutes": "38", "psychotherapy_minutes": "18", "mdm": "moderate",
+                                         "patient_status": "established"}).text
+    assert re.search(r'id="recommended"><strong>99214 \+ 90833 POS 11</strong> \(the level rests on mdm\)', page)
+    assert "99213 + 90833 POS 11" in page and "better-paying coding" in page  # an alternative and why it loses
+    assert "Psychotherapy minutes, documented separately" in page
+    bad = client.post("/suggest", data={"csrf": csrf, "payer": "aetna", "total_minutes": "lots"}).text
+    assert "total minutes must be a whole number" in bad
+
+
+def test_denials_from_uploaded_837_and_835_files(client):
+    csrf = signed_in(client)
+    example = ROOT / "examples" / "x12-denials"
+    files = [("files", (p.name, p.read_bytes(), "text/plain"))
+             for p in sorted((example / "remits").glob("*")) + sorted((example / "claims").glob("*"))]
+    files.append(("encounters", ("encounters.json", (example / "encounters.json").read_bytes(), "application/json")))
+    page = client.post("/denials", data={"csrf": csrf}, files=files).text
+    assert 'id="to-recover">To correct, resubmit or appeal: <strong>$155.00</strong>' in page
+    assert re.search(r'id="total-predicted">2<', page) and page.count("<svg") == 5
+    assert "<dt>overturned</dt><dd>denied and explained then, but a change published later" in page
+    assert "<strong>Precision</strong>: of the lines a rule said would be denied" in page
+    groups = re.findall(r'<th scope="rowgroup" colspan="5">(.*?) —', page)
+    assert groups == ["cpt.code-not-effective · uhc: 1 line, $95.00", "cpt.90863-by-em-prescriber · uhc: 1 line, $60.00"]
+    assert "the claim lacks information the payer needs" in page  # the unexplained CO-16, in words
+    one_kind = client.post("/denials", data={"csrf": csrf}, files=files[:2]).text
+    assert "no claim files among those chosen" in one_kind
+
+
+def test_the_worklist_sorts_claim_ids_naturally():
+    from engine.reports.denials import natural_key
+
+    assert sorted(["Y-100", "Y-2", "Y-10", "X-3"], key=natural_key) == ["X-3", "Y-2", "Y-10", "Y-100"]
+
+
+def test_policy_explorer_timeline_and_who_pays(client):
+    signed_in(client)
+    page = client.get("/policy/code/99442?payer=medicare").text
+    rows = re.findall(r"<tr class=\"(\w+)\"><td>(\w+)</td>\s*<td>(.*?)</td>\s*<td>(.*?)</td>\s*<td>(.*?)</td>", page, re.S)
+    deleted = [r for r in rows if r[0] == "code" and "deleted" in r[2]]
+    assert deleted and deleted[0][3] == "2025-01-01 – open"
+    lapses = [(r[3], r[4]) for r in rows if "medicare.telehealth-home-non-behavioral" in r[2]]
+    # each extension moved the date home telehealth would end; the two that came after a lapse reach back
+    assert ("2025-10-01 – open", "2025-03-15") in lapses
+    assert ("2026-01-31 – open", "2025-11-12 <strong>retroactive</strong>") in lapses
+    assert ("2028-01-01 – open", "2026-02-03 <strong>retroactive</strong>") in lapses
+    assert page.count("<rect") == len(rows) and "<title id=\"timeline-title\">" in page
+    rule = client.get("/policy/rule/medicare.telehealth-home-non-behavioral").text
+    assert "- id: medicare.telehealth-home-non-behavioral" in html.unescape(rule) and "must fire" in rule
+    asked = client.get("/policy", params={"q": "does medicare pay 99442 on 2025-06-01"}).text
+    assert "Asked: 99442, on 2025-06-01" in asked and re.search(r'class="verdict denied">denied</td>', asked)
+    unclear = client.get("/policy", params={"q": "does medicare pay 99213 for gizmos"})
+    assert unclear.status_code == 422 and "did not understand &#39;gizmos&#39;" in unclear.text
+
+
 # ---- in a real browser -------------------------------------------------------------------
 
 AXE = (Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js").read_text()
@@ -169,7 +226,7 @@ def test_the_workbench_in_headless_chromium_by_keyboard(tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as expected
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     visible = expected.visibility_of_element_located
 
@@ -221,6 +278,37 @@ def test_the_workbench_in_headless_chromium_by_keyboard(tmp_path):
         wait.until(expected.staleness_of(button))
         assert wait.until(visible((By.ID, "at-risk"))).text == "$0.00"
         assert "99213-93" in driver.find_element(By.CSS_SELECTOR, "#claim-1 .facts").text
+
+        driver.get(base + "/suggest")
+        Select(driver.find_element(By.ID, "payer")).select_by_value("aetna")
+        driver.execute_script("document.getElementById('service_date').value = '2024-05-02'")
+        driver.find_element(By.ID, "total_minutes").send_keys("38")
+        driver.find_element(By.ID, "psychotherapy_minutes").send_keys("18")
+        Select(driver.find_element(By.ID, "mdm")).select_by_value("moderate")
+        old = driver.find_element(By.ID, "mdm")
+        old.submit()
+        wait.until(expected.staleness_of(old))
+        assert "99214 + 90833 POS 11" in wait.until(visible((By.ID, "recommended"))).text
+        driver.save_screenshot(str(shots / "workbench-suggest.png"))
+        accessible(driver, "suggest")
+
+        driver.get(base + "/policy/code/99442?payer=medicare")
+        table = wait.until(visible((By.ID, "timeline-rows"))).text
+        assert "code 99442 deleted" in table and "2025-11-12 retroactive" in table and "2026-02-03 retroactive" in table
+        driver.save_screenshot(str(shots / "workbench-policy-timeline.png"))
+        accessible(driver, "policy timeline")
+
+        driver.get(base + "/denials")
+        example = ROOT / "examples" / "x12-denials"
+        paths = sorted((example / "claims").glob("*")) + sorted((example / "remits").glob("*"))
+        driver.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in paths))
+        driver.find_element(By.ID, "encounters").send_keys(str(example / "encounters.json"))
+        old = driver.find_element(By.ID, "files")
+        old.submit()
+        wait.until(expected.staleness_of(old))
+        assert "$155.00" in wait.until(visible((By.ID, "to-recover"))).text
+        driver.save_screenshot(str(shots / "workbench-denials.png"))
+        accessible(driver, "denials")
     finally:
         if driver is not None:
             driver.quit()

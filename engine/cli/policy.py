@@ -223,46 +223,32 @@ def policy_query(
     the provider type. Options override what the words say. The question as read is printed
     first; words it does not understand are named, and nothing is answered.
     """
-    from ..policy.query import Question, ask, code_kinds, codes_of_kinds
+    from dataclasses import replace
+
+    from ..policy.query import ask_all, code_kinds, settle
     from ..policy.question_text import QuestionError, ReadQuestion, read_question
 
     policy = load_tree(policies)
     read = ReadQuestion()
-    if text:
-        try:
-            read = read_question(text, policy.payer_names(), code_kinds(policy))
-        except QuestionError as exc:
-            err.print(f"policy query: {exc}", style="red", highlight=False, markup=False)
-            raise typer.Exit(2)
-    keys = [p.lower() for p in payer] or read.payers or list(policy.payers)
-    unknown = [k for k in keys if k not in policy.payers]
-    if unknown:
-        raise typer.BadParameter(f"unknown payer(s) {', '.join(unknown)}", param_hint="--payer")
-    where = state.upper() if state else read.state
-    day = date or read.date or clock.today()
-    known = known_on or read.known_on or clock.today()
-    codes, left_out = ([code.upper()] if code else read.codes), []
-    if not codes and read.kinds:
-        codes, left_out = codes_of_kinds(policy, read.kinds, keys, where, day, known)
-        if not codes:
-            err.print(f"policy query: no code of kind {', '.join(read.kinds)} is in the code table on {day}",
-                      style="red", highlight=False, markup=False)
-            raise typer.Exit(2)
-    if not codes:
-        raise typer.BadParameter("name a code: --code 99213 or in the question")
-    asked = ReadQuestion(codes=codes, kinds=read.kinds, not_in_force=left_out,
-                         payers=keys if (payer or read.payers) else [], state=where, date=day, known_on=known,
-                         modifiers=[m.upper() for m in modifier] or read.modifiers, pos=pos or read.pos,
-                         modality=modality or read.modality, location=location or read.location,
-                         provider=provider or read.provider)
-    answers = []
     try:
-        for one in codes:
-            answers += ask(policy, Question(code=one, date=day, modifiers=asked.modifiers, pos=asked.pos,
-                                            state=where, modality=asked.modality, location=asked.location,
-                                            provider=asked.provider), keys, known)
+        if text:
+            read = read_question(text, policy.payer_names(), code_kinds(policy))
+        # options say more precisely what the words said
+        read = replace(read, codes=[code.upper()] if code else read.codes,
+                       payers=[p.lower() for p in payer] or read.payers,
+                       state=state.upper() if state else read.state, date=date or read.date,
+                       known_on=known_on or read.known_on,
+                       modifiers=[m.upper() for m in modifier] or read.modifiers, pos=pos or read.pos,
+                       modality=modality or read.modality, location=location or read.location,
+                       provider=provider or read.provider)
+        asked = settle(policy, read, clock.today())
+        answers = ask_all(policy, asked)
+    except QuestionError as exc:
+        err.print(f"policy query: {exc}", style="red", highlight=False, markup=False)
+        raise typer.Exit(2)
     except ValueError as exc:
         raise typer.BadParameter(str(exc))
+    codes, left_out, day = asked.codes, asked.not_in_force, asked.date
     if format is ShortFormat.json:
         sys.stdout.write(json.dumps({"question": dict(asked.as_dict(), text=text),
                                      "answers": [a.as_dict() for a in answers]}, indent=2) + "\n")

@@ -115,3 +115,35 @@ def ask(policy: PolicySet, q: Question, payers: list[str], known_on: dt.date) ->
             verdict = "cannot tell"
         answers.append(Answer(payer, state, verdict, outcome.findings, q.code))
     return answers
+
+
+def settle(policy: PolicySet, read, today: dt.date):
+    """A question as read (``question_text.ReadQuestion``) made whole: every payer when it named
+    none, today for missing dates, and a kind of code turned into its codes on the date."""
+    from dataclasses import replace
+
+    from .question_text import QuestionError
+
+    unknown = [k for k in read.payers if k not in policy.payers]
+    if unknown:
+        raise QuestionError(f"unknown payer(s) {', '.join(unknown)}")
+    day, known = read.date or today, read.known_on or today
+    codes, left_out = list(read.codes), []
+    if not codes and read.kinds:
+        codes, left_out = codes_of_kinds(policy, read.kinds, read.payers or list(policy.payers), read.state, day,
+                                         known)
+        if not codes:
+            raise QuestionError(f"no code of kind {', '.join(read.kinds)} is in the code table on {day}")
+    if not codes:
+        raise QuestionError("name a code (e.g. 99213) or a kind of code (e.g. 'audio-only E/M')")
+    return replace(read, codes=codes, not_in_force=left_out, date=day, known_on=known)
+
+
+def ask_all(policy: PolicySet, asked) -> list[Answer]:
+    """Every code of a settled question, for every payer it names (all when none)."""
+    answers: list[Answer] = []
+    for one in asked.codes:
+        answers += ask(policy, Question(code=one, date=asked.date, modifiers=asked.modifiers, pos=asked.pos,
+                                        state=asked.state, modality=asked.modality, location=asked.location,
+                                        provider=asked.provider), asked.payers or list(policy.payers), asked.known_on)
+    return answers

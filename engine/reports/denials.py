@@ -4,10 +4,15 @@ rule table, the unexplained pairs and the worklist. No scripts, no network."""
 from __future__ import annotations
 
 import html
+import re
+from pathlib import Path
 from typing import Any
 
 from ..denials import DenialReport
 from ..money import ZERO, show_money
+from .reasons import carc_text
+
+TEMPLATES = Path(__file__).parent / "templates"
 
 COLORS = {"predicted": "#c0392b", "overturned": "#8e44ad", "unexplained": "#7f8c8d",
           "false_positive": "#e67e22", "agreed_paid": "#27ae60"}
@@ -33,23 +38,30 @@ def _bars(title: str, items: list[tuple[str, Any]], color: str = "#2c7fb8", mone
             f'</figure>')
 
 
-def _table(headers: list[str], rows: list[list[str]], table_id: str) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+CATEGORIES = {
+    "predicted": ("denied, and a rule in force when the payer adjudicated explains it",
+                  "correct the claim as the fix says and resubmit"),
+    "overturned": ("denied and explained then, but a change published later applies back to the date of "
+                   "service, so the line is payable as known today", "ask the payer to reprocess, or appeal"),
+    "unexplained": ("denied, and no rule predicts it: a gap in the policy data, or a payer error",
+                    "look at the payer's reason and remarks"),
+    "false_positive": ("paid, although a rule said it would be denied", "review that rule"),
+    "agreed_paid": ("paid, and no rule objected", "nothing"),
+}
 
 
-def render(report: DenialReport) -> str:
+def natural_key(text: str) -> list:
+    """Y-2 before Y-100: numbers inside a claim id compare as numbers."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part.lower()) for part in re.split(r"(\d+)", text) if part]
+
+
+def report_context(report: DenialReport) -> dict[str, Any]:
+    """What the denial report shows, for the static page and the workbench alike."""
     totals = report.totals()
     cats = totals["by_category"]
     money = totals["charges_by_category"]
-    to_recover = sum((r["charge"] for r in report.iter_worklist()), ZERO)
-    cards = "".join(
-        f'<div class="card" style="border-color:{COLORS[c]}"><div class="n" id="total-{c}">{cats.get(c, 0)}</div>'
-        f'<div>{c.replace("_", " ")}</div><div class="money">{show_money(money.get(c, ZERO))}</div></div>'
-        for c in COLORS)
     trends = report.trends()
-    charts = "".join([
+    charts = [
         _bars("Lines by outcome", [(c.replace("_", " "), cats.get(c, 0)) for c in COLORS], "#34495e", chart_id="chart-outcome"),
         _bars("Denied charges by month of service", [(k, v["dollars"]) for k, v in trends["month"].items()],
               money=True, chart_id="chart-month"),
@@ -58,37 +70,40 @@ def render(report: DenialReport) -> str:
                                              key=lambda kv: -kv[1])[:12], "#c0392b", chart_id="chart-carc"),
         _bars("Denied lines by code family", [(k, v["denied"]) for k, v in trends["family"].items()],
               "#16a085", chart_id="chart-family"),
-    ])
-    rules = _table(["rule", "payer", "CARC", "fired", "payer agreed", "precision", "recall", "charges"],
-                   [[r["rule"], r["payer"], r["carc"] or "", r["fired"], r["agreed"],
-                     "" if r["precision"] is None else f"{r['precision']:.0%}",
-                     "" if r["recall"] is None else f"{r['recall']:.0%}", show_money(r["dollars"])]
-                    for r in report.rule_stats()], "rules")
-    unexplained = _table(["CARC", "payer", "lines", "charges"],
-                         [[u["carc"], u["payer"], u["lines"], show_money(u["dollars"])] for u in report.top_unexplained()],
-                         "unexplained")
-    worklist = _table(["claim", "line", "code", "payer", "charge", "action", "rule", "reason", "source"],
-                      [[w["claim_id"], w["line"], w["code"], w["payer"], show_money(w["charge"]), w["action"], w["rule"],
-                        w["reason"], w["source"]] for w in report.worklist()], "worklist")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>payerpolicy denial analysis</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}}
-.cards{{display:flex;gap:12px;flex-wrap:wrap}} .card{{border-left:6px solid;padding:8px 14px;background:#f7f7f7;min-width:120px}}
-.card .n{{font-size:2em;font-weight:bold}} .money{{color:#555}}
-.chart{{margin:1.5em 0}} figcaption{{font-weight:bold;margin-bottom:6px}}
-.label,.value{{font-size:12px;fill:#333}} table{{border-collapse:collapse;width:100%;margin:1em 0}}
-td,th{{border-bottom:1px solid #ddd;padding:4px 6px;text-align:left;font-size:13px;vertical-align:top}}
-.recover{{font-size:1.3em}}
-</style></head><body>
-<h1>Denial analysis</h1>
-<p>Known on {report.known_on}; {totals['lines']} remitted lines, {totals['denied_lines']} denied;
-{totals['unmatched_remits']} remitted claims without a claim, {totals['unremitted_claims']} claims without a remit.</p>
-<p class="recover" id="to-recover">To correct, resubmit or appeal: <strong>{show_money(to_recover)}</strong></p>
-<div class="cards">{cards}</div>
-{charts}
-<h2>Rules: how often they fired and how often the payer agreed</h2>{rules}
-<h2>Top unexplained CARC and payer pairs</h2>{unexplained}
-<h2>Worklist, by charges</h2>{worklist}
-</body></html>
-"""
+    ]
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in report.iter_worklist():
+        group = groups.setdefault((row["rule"], row["payer"]), {
+            "rule": row["rule"], "payer": row["payer"], "action": row["action"], "reason": row["reason"],
+            "fix": row["fix"], "source": row["source"], "lines": [], "total": ZERO})
+        group["lines"].append(dict(row, charge_text=show_money(row["charge"])))
+        group["total"] += row["charge"]
+    worklist = sorted(groups.values(), key=lambda g: (-g["total"], g["rule"], g["payer"]))
+    for group in worklist:
+        group["lines"].sort(key=lambda r: (natural_key(str(r["claim_id"])), r["line"]))
+        group["total_text"] = show_money(group["total"])
+    return {
+        "known_on": report.known_on, "totals": totals, "to_recover": show_money(sum((g["total"] for g in worklist), ZERO)),
+        "cards": [{"category": c, "label": c.replace("_", " "), "count": cats.get(c, 0), "color": COLORS[c],
+                   "money": show_money(money.get(c, ZERO)), "meaning": CATEGORIES[c][0], "action": CATEGORIES[c][1]}
+                  for c in COLORS],
+        "charts": charts,
+        "rules": [dict(r, precision_text="" if r["precision"] is None else f"{r['precision']:.0%}",
+                       recall_text="" if r["recall"] is None else f"{r['recall']:.0%}", money=show_money(r["dollars"]))
+                  for r in report.rule_stats()],
+        "unexplained": [dict(u, money=show_money(u["dollars"]), meaning=carc_text(u["carc"].split("-", 1)[-1]))
+                        for u in report.top_unexplained()],
+        "worklist": worklist,
+        "files": getattr(report, "files", []),
+    }
+
+
+def environment():
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    return Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]))
+
+
+def render(report: DenialReport) -> str:
+    """The analysis as one self-contained HTML page (inline styles and SVG, no script, no network)."""
+    return environment().get_template("denials_page.html").render(**report_context(report))

@@ -1,1 +1,2 @@
-"""The web workbench: sign-in, scrub (more pages to come), served by ``payerpolicy serve`` and ``payerpolicy ui``."""
+"""The web workbench: sign-in, scrub, suggest, denials and the policy explorer, served by
+``payerpolicy serve`` and ``payerpolicy ui``."""

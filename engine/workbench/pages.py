@@ -13,12 +13,14 @@ import datetime as dt
 import hmac
 import io
 import json
+from urllib.parse import quote
 from pathlib import Path
 from typing import Any, Callable
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
 
 from .. import clock
 from ..claims import Claim, raw_items
@@ -29,25 +31,37 @@ from ..policy.snapshot import Resolver
 from ..sources import FileProblem, looks_like_x12
 from . import session as sessions
 from .fixes import apply_fix, can_apply, fix_sentence
-from .reasons import carc_text, rarc_text
+from ..reports.denials import TEMPLATES as REPORT_TEMPLATES
+from ..reports.denials import report_context
+from ..reports.reasons import carc_text, rarc_text
 
 HERE = Path(__file__).parent
+MAX_FILES = 20
 STATUS_TEXT = {"clean": "expected to be paid", "review": "review before sending", "reject": "will be denied",
                "invalid": "cannot be judged"}
 SEVERITY_TEXT = {"error": "Denial:", "warning": "Check:", "info": "Note:"}
 
 
 class Form(dict):
-    """The fields of a submitted form, text only; an uploaded file's text under its field name."""
+    """The fields of a submitted form, text only; an uploaded file's text under its field name,
+    and every uploaded file, with its name, in ``uploads``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.uploads: list[tuple[str, str, bytes]] = []  # field, file name, content
 
 
 def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: Resolver,
-                  failed: Callable[[str], bool], max_claims: int) -> None:
-    """``failed(address)`` records a wrong token and says whether the address is now blocked."""
+                  failed: Callable[[str], bool], max_claims: int, reference: str | None = None) -> None:
+    """``failed(address)`` records a wrong token and says whether the address is now blocked;
+    ``reference`` is the SQLite file of imported CMS releases, if any."""
     from fastapi.staticfiles import StaticFiles
 
     key = sessions.secret_key(tokens)
-    templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+    # The workbench's pages and the reports they share with the command line's HTML files.
+    templates = Environment(loader=ChoiceLoader([FileSystemLoader(HERE / "templates"),
+                                                 FileSystemLoader(REPORT_TEMPLATES)]),
+                            autoescape=select_autoescape(["html"]))
     payer_choices = sorted((k, p.name) for k, p in policy.payers.items())
     app.mount("/workbench/static", StaticFiles(directory=HERE / "static"), name="workbench-static")
 
@@ -61,12 +75,13 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
 
     async def read_form(request: Request) -> Form:
         form = Form()
-        async with request.form(max_files=1, max_fields=20) as data:
+        async with request.form(max_files=MAX_FILES, max_fields=40) as data:
             for name, value in data.multi_items():
                 if hasattr(value, "read"):
                     raw = await value.read()
                     if raw:
                         form[name] = raw.decode("utf-8", errors="replace")
+                        form.uploads.append((name, value.filename or "upload", raw))
                 else:
                     form[name] = str(value)
         return form
@@ -205,6 +220,262 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
                             headers={"Content-Disposition": f'attachment; filename="scrub-{day}.html"'})
         return Response(json.dumps(results["document"], indent=2, default=json_default), media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="scrub-{day}.json"'})
+
+    def denials_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
+        return render("denials.html", status=status, signed_in=True, csrf=signed.csrf, page="denials",
+                      **{"report": None, "error": None, "not_analysed": [], **context})
+
+    @app.get("/denials", include_in_schema=False)
+    def denials_form(request: Request) -> Response:
+        signed = current(request)
+        return denials_page(signed) if signed else to_sign_in()
+
+    @app.post("/denials", include_in_schema=False)
+    async def denials(request: Request) -> Response:
+        signed, form = await checked(request)
+        if not isinstance(form, Form):
+            return form
+        uploads = [(name, data) for field, name, data in form.uploads if field == "files"]
+        encounters = next((data for field, _, data in form.uploads if field == "encounters"), None)
+        if not uploads:
+            return denials_page(signed, error="Choose the claim and remittance files.")
+        try:
+            report, not_analysed = await run_in_threadpool(_analyse, policy, uploads, encounters, reference)
+        except ValueError as exc:
+            return denials_page(signed, error=str(exc))
+        return denials_page(signed, report=report, not_analysed=not_analysed)
+
+    def policy_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
+        return render("policy.html", status=status, signed_in=True, csrf=signed.csrf, page="policy",
+                      payers=payer_choices, **{"code": "", "payer": "medicare", "state": "", "q": "", "rows": None,
+                                               "answer": None, "error": None, **context})
+
+    @app.get("/policy", include_in_schema=False)
+    def policy_explorer(request: Request, code: str = "", payer: str = "medicare", state: str = "",
+                        q: str = "") -> Response:
+        from ..policy.timeline import code_timeline, timeline_svg
+
+        signed = current(request)
+        if signed is None:
+            return to_sign_in()
+        code, state = code.strip().upper(), state.strip().upper()
+        context: dict[str, Any] = {"code": code, "payer": payer, "state": state, "q": q}
+        if q.strip():
+            try:
+                context["answer"] = _who_pays(policy, q)
+            except ValueError as exc:
+                return policy_page(signed, status=422, error=str(exc), **context)
+        if code:
+            if payer not in policy.payers:
+                return policy_page(signed, status=422, error="choose a payer", **context)
+            rows = code_timeline(policy, payer, code, state or None)
+            if not rows:
+                return policy_page(signed, status=404, error=f"{code} is in no code table or rule of this payer",
+                                   **context)
+            for row in rows:
+                source = policy.sources.get(row.source)
+                row.source_title, row.source_url = (source.title, source.url) if source else (row.source, None)
+            context.update(rows=rows, svg=timeline_svg(rows, clock.today()), payer_name=policy.payers[payer].name)
+        return policy_page(signed, **context)
+
+    @app.get("/policy/code/{code}", include_in_schema=False)
+    def policy_code(request: Request, code: str, payer: str = "medicare", state: str = "") -> Response:
+        return RedirectResponse(f"/policy?code={quote(code)}&payer={quote(payer)}&state={quote(state)}",
+                                status_code=303)
+
+    @app.get("/policy/rule/{rule_id}", include_in_schema=False)
+    def policy_rule(request: Request, rule_id: str) -> Response:
+        signed = current(request)
+        if signed is None:
+            return to_sign_in()
+        revisions = [r for layer in policy.layers.values() for r in layer.rules if r.rule_id == rule_id]
+        if not revisions:
+            return policy_page(signed, status=404, error=f"no rule {rule_id} in this policy tree")
+        shown = []
+        for r in sorted(revisions, key=lambda r: (r.layer, r.published)):
+            source = policy.sources.get(r.source)
+            shown.append({"layer": r.layer, "published": r.published, "title": r.title, "start": r.effective.from_,
+                          "end": r.effective.to, "severity": r.then.severity if r.then else f"derives {r.derive}",
+                          "carc": r.then.carc if r.then else None,
+                          "carc_text": carc_text(r.then.carc) if r.then else "", "confidence": r.confidence,
+                          "source_title": source.title if source else r.source,
+                          "source_url": source.url if source else None, "where": str(r.where),
+                          "yaml": _yaml_of(policy, r.where, rule_id)})
+        cases = [{"name": c.name, "where": str(c.where),
+                  "kind": "must fire" if any((e if isinstance(e, str) else e.get("rule")) == rule_id
+                                             for e in c.expect) else "must not fire"}
+                 for c in policy.cases
+                 if rule_id in c.expect_not or any((e if isinstance(e, str) else e.get("rule")) == rule_id
+                                                    for e in c.expect)]
+        written = list(dict.fromkeys((r["where"].rsplit(":", 1)[0], r["yaml"]) for r in shown if r["yaml"]))
+        return render("rule.html", signed_in=True, csrf=signed.csrf, page="policy", rule_id=rule_id,
+                      revisions=shown, cases=cases, written=written)
+
+    def suggest_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
+        blank = {"payer": "medicare", "state": "", "service_date": clock.today().isoformat(), "provider": "MD",
+                 "modality": "in-person", "location": "office", "mdm": "", "patient_status": "established",
+                 **{name: "" for name in NUMBERS}}
+        return render("suggest.html", status=status, signed_in=True, csrf=signed.csrf, page="suggest",
+                      payers=payer_choices, providers=PROVIDERS, modalities=MODALITIES, locations=LOCATIONS,
+                      **{"form": blank, "answer": None, "error": None, **context})
+
+    @app.get("/suggest", include_in_schema=False)
+    def suggest_form(request: Request) -> Response:
+        signed = current(request)
+        return suggest_page(signed) if signed else to_sign_in()
+
+    @app.post("/suggest", include_in_schema=False)
+    async def suggest(request: Request) -> Response:
+        from ..suggest import suggest as suggest_coding
+
+        signed, form = await checked(request)
+        if not isinstance(form, Form):
+            return form
+        try:
+            raw = encounter_of(form)
+            if raw["payer"] not in policy.payers:
+                raise ValueError("choose a payer")
+            answer = suggest_coding(raw, policy, clock.today(), reference)
+        except ValueError as exc:
+            return suggest_page(signed, form=form, error=str(exc))
+        return suggest_page(signed, form=form, answer=_answer(policy, answer))
+
+
+PROVIDERS = ["MD", "DO", "NP", "PA", "CNS", "psychologist", "LCSW", "LMFT", "LPC", "RN", "pharmacist", "PT", "OT",
+             "SLP", "RD"]
+MODALITIES = [("in-person", "in person"), ("video", "video"), ("audio-only", "audio only (telephone)"),
+              ("portal", "patient portal (online)"), ("remote-monitoring", "remote monitoring")]
+LOCATIONS = [("office", "the office"), ("home", "at home"), ("clinic", "a clinic"), ("hospital", "a hospital"),
+             ("snf", "a nursing facility"), ("other", "elsewhere")]
+NUMBERS = ("total_minutes", "psychotherapy_minutes", "rpm_days", "rpm_minutes")
+
+
+def encounter_of(form: dict[str, str]) -> dict[str, Any]:
+    """The suggest form as the encounter the engine takes (the same shape as ``suggest FILE``)."""
+    encounter: dict[str, Any] = {"modality": form.get("modality") or "in-person"}
+    for name in NUMBERS:
+        value = form.get(name, "").strip()
+        if value:
+            if not value.isdigit():
+                raise ValueError(f"{name.replace('_', ' ')} must be a whole number")
+            encounter[name] = int(value)
+    if form.get("mdm"):
+        encounter["mdm"] = form["mdm"]
+    if encounter["modality"] == "remote-monitoring":
+        encounter["interactive_communication"] = True
+    raw: dict[str, Any] = {"payer": form.get("payer", ""), "service_date": form.get("service_date") or "",
+                           "rendering_provider": {"type": form.get("provider") or "MD"}, "encounter": encounter,
+                           "patient": {"location": form.get("location") or "office",
+                                       "new_patient": form.get("patient_status") == "new"}}
+    if form.get("state", "").strip():
+        raw["state"] = form["state"].strip().upper()
+    return raw
+
+
+def _answer(policy: PolicySet, suggestion) -> dict[str, Any]:
+    data = suggestion.as_dict()
+    rec = suggestion.recommended
+    for line in data["recommended"]:
+        source = policy.sources.get(line["source"])
+        line["source_title"] = source.title if source else line["source"]
+    return dict(data, label=rec.label() if rec else "", basis=rec.basis if rec else "",
+                value=rec.value if rec else None)
+
+
+def _who_pays(policy: PolicySet, text: str) -> dict[str, Any]:
+    """A "who pays" question in words, answered as ``policy query`` answers it, grouped per payer."""
+    from ..policy.query import ask_all, code_kinds, settle
+    from ..policy.question_text import QuestionError, read_question
+
+    try:
+        asked = settle(policy, read_question(text, policy.payer_names(), code_kinds(policy)), clock.today())
+    except QuestionError as exc:
+        raise ValueError(str(exc)) from None
+    rows: dict[tuple, dict[str, Any]] = {}
+    for a in ask_all(policy, asked):
+        decided = [f for f in a.findings if f.severity != "info"]
+        key = (a.payer, a.state, a.verdict, tuple(f.rule for f in decided))
+        row = rows.setdefault(key, {"payer": policy.payers[a.payer].name + (f" ({a.state})" if a.state else ""),
+                                    "verdict": a.verdict, "codes": [], "findings": decided})
+        row["codes"].append(a.code)
+    for row in rows.values():
+        row["codes"] = ", ".join(row["codes"])
+    what = ", ".join(asked.codes) + (f" (kind {', '.join(asked.kinds)})" if asked.kinds else "")
+    parts = [what + ("-" + "-".join(asked.modifiers) if asked.modifiers else ""), f"on {asked.date}"]
+    parts += [f"in {asked.state}"] if asked.state else []
+    parts += [f"POS {asked.pos}"] if asked.pos else []
+    parts += [asked.modality] if asked.modality else []
+    parts += [f"patient at {asked.location}"] if asked.location else []
+    parts += [f"by {asked.provider}"] if asked.provider else []
+    parts += [f"as known on {asked.known_on}"]
+    return {"asked": "Asked: " + ", ".join(parts), "rows": list(rows.values()),
+            "not_in_force": ", ".join(asked.not_in_force)}
+
+
+def _yaml_of(policy: PolicySet, where, rule_id: str) -> str:
+    """The rule's entry as written in its policy file: from its ``- id:`` line to the next entry."""
+    path = Path(policy.root) / where.file
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return ""
+    start = min(max(where.line - 1, 0), len(lines) - 1)
+    while start > 0 and f"id: {rule_id}" not in lines[start]:
+        start -= 1
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) > indent):
+        end += 1
+    return "\n".join(lines[start:end]).rstrip()
+
+
+def _analyse(policy: PolicySet, uploads: list[tuple[str, bytes]], encounters: bytes | None,
+             reference: str | None):
+    """The uploaded files analysed as ``denials --no-store`` would (sorted by content, nothing kept),
+    as the report's page shows it. The files live in a private temporary folder meanwhile."""
+    import tempfile
+
+    from ..claims import Claim as ClaimModel
+    from ..denials import RemitFileError, analyze, read_remit_files, sort_inputs
+    from ..pipeline import UsageError, iter_claim_files, read_encounters
+
+    with tempfile.TemporaryDirectory(prefix="payerpolicy-denials-") as folder:
+        paths = []
+        for number, (name, data) in enumerate(uploads, 1):
+            safe = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in Path(name).name)[:80] or "upload"
+            path = Path(folder) / f"{number:02d}-{safe}"
+            path.write_bytes(data)
+            paths.append(path)
+        side = None
+        if encounters is not None:
+            side_path = Path(folder) / "encounters.json"
+            side_path.write_bytes(encounters)
+            try:
+                side = read_encounters(side_path)
+            except UsageError:
+                raise ValueError("the encounters file is not a JSON object keyed by claim id") from None
+        claim_files, remit_files = sort_inputs(paths)
+        if not claim_files or not remit_files:
+            raise ValueError(f"no {'claim' if not claim_files else 'remittance'} files among those chosen "
+                             f"(claims: 837 or JSON; remittances: 835 or CSV)")
+        not_analysed: list[dict[str, Any]] = []
+        files: list[FileProblem] = []
+
+        def claims():
+            for item in iter_claim_files(claim_files, policy, side, files=files):
+                if isinstance(item, ClaimModel):
+                    yield item
+                else:
+                    not_analysed.append({"id": item.id, "errors": [e.as_dict() for e in item.errors]})
+
+        try:
+            report = analyze(claims(), read_remit_files(remit_files), policy, clock.today(), keep_lines=False,
+                             reference=reference)
+        except (RemitFileError, UsageError) as exc:
+            raise ValueError(str(exc).replace(folder + "/", "")) from None
+        report.files = [dict(p.as_dict(), name=p.name.split("-", 1)[-1]) for p in files]
+        # read here: the report's worklist lives in a SQLite file of this thread
+        return report_context(report), not_analysed
 
 
 def _results(policy: PolicySet, items: list, result, text: str) -> dict[str, Any]:
