@@ -34,6 +34,7 @@ import orjson
 from .claims import Claim, InputError, InvalidClaim, validate_claim
 from .findings import claim_status
 from .history import History, in_person
+from .money import ZERO, money_text
 from .judge import judge_claim
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
@@ -218,6 +219,11 @@ def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: 
         record = {"position": position, "result": result,
                   "payer": item.payer, "state": item.state, "service_date": item.service_date.isoformat(),
                   "patient": item.patient.id if item.patient else None}
+        if any(line.charge for line in item.lines):  # for the readable reports: what is billed and at risk
+            denied = {f.line for f in findings if f.severity == "error"}
+            record["charges"] = money_text(sum((line.charge or ZERO for line in item.lines), ZERO))
+            record["at_risk"] = money_text(sum((line.charge or ZERO for n, line in enumerate(item.lines, 1)
+                                                if n in denied), ZERO))
         if ctx.with_bodies:
             record["body"] = item.model_dump_json()
         out.append(record)

@@ -222,3 +222,15 @@ def test_piped_tables_keep_whole_values():
     result = invoke("policy", "test")
     assert "commercial.aetna.audio-only-self-funded" in result.stdout  # not squeezed to "commercial.aet…"
     assert "…" not in result.stdout
+
+
+def test_the_html_report_reads_like_a_report(tmp_path):
+    out = tmp_path / "report.html"
+    result = invoke("scrub", EXAMPLES, "--no-store", "--format", "html", "-o", out, "--known-on", "2025-10-20")
+    assert result.exit_code == 1
+    page = out.read_text()
+    assert ("EX-1 — will be denied · medicare · date of service 2025-02-03 · charges $95.00 · at risk $95.00"
+            in page)
+    assert 'id="at-risk">Charges at risk (lines with a denial): <strong>$525.00</strong> of $755.00 billed.' in page
+    assert "CO-181: the procedure code was not valid on the date of service" in page
+    assert "(In short: bill 99213; add modifier 93.)" in page and "-&gt; 99213" not in page

@@ -16,14 +16,21 @@ SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
 def fix_text(fix: dict | None) -> str:
+    """A fix as a sentence: the policy's own words, then the exact change when there is one."""
     if not fix:
         return ""
-    parts = [fix["text"]]
+    change = []
     if fix.get("to"):
-        parts.append(f"-> {fix['to']}")
+        change.append(f"bill {fix['to']}")
     if fix.get("add_modifiers"):
-        parts.append("+" + ",".join(fix["add_modifiers"]))
-    return " ".join(parts)
+        change.append("add modifier " + ", ".join(fix["add_modifiers"]))
+    if fix.get("remove_modifiers"):
+        change.append("remove modifier " + ", ".join(fix["remove_modifiers"]))
+    text = (fix.get("text") or "").strip()
+    if not change:
+        return text
+    said = "; ".join(change)
+    return f"{text} (In short: {said}.)" if text else said[:1].upper() + said[1:] + "."
 
 
 def claim_lines(claim: dict[str, Any], position: int) -> list[Text]:

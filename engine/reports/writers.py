@@ -13,12 +13,18 @@ import html
 import os
 import sys
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 
+from ..money import ZERO, show_money
+from .reasons import carc_text
 from .text import claim_lines, fix_text, summary_line
+
+STATUS_WORDS = {"clean": "expected to be paid", "review": "review before sending", "reject": "will be denied",
+                "invalid": "cannot be judged", "history": "history"}
 
 
 class OutputError(Exception):
@@ -169,6 +175,7 @@ class HtmlWriter(Writer):
         super().__init__(policy_version, known_on)
         self.out = _Target(path, binary=False)
         self.rows = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.charges = self.at_risk = ZERO
 
     def write(self, records: list[dict]) -> None:
         e = html.escape
@@ -176,13 +183,22 @@ class HtmlWriter(Writer):
         for record in records:
             claim = record["result"]
             label = e(claim["id"] or f"claim {record['position']}")
-            rows.append(f'<tr class="claim {claim["status"]}"><th colspan="6">{label} — {claim["status"]}</th></tr>')
+            facts = [e(STATUS_WORDS.get(claim["status"], claim["status"]))]
+            facts += [e(record["payer"])] if record.get("payer") else []
+            facts += [f"date of service {e(record['service_date'])}"] if record.get("service_date") else []
+            if record.get("charges"):
+                facts.append(f"charges {show_money(Decimal(record['charges']))}")
+                if record.get("at_risk") and Decimal(record["at_risk"]):
+                    facts.append(f"at risk {show_money(Decimal(record['at_risk']))}")
+                    self.at_risk += Decimal(record["at_risk"])
+                self.charges += Decimal(record["charges"])
+            rows.append(f'<tr class="claim {claim["status"]}"><th colspan="6">{label} — {" · ".join(facts)}</th></tr>')
             for kind, key in (("invalid", "errors"), ("x12 note", "notes")):
                 for err in claim.get(key, ()):
                     rows.append(f'<tr><td></td><td></td><td>{kind}</td><td>{e(err["field"])}</td>'
                                 f'<td colspan="2">{e(err["reason"])}</td></tr>')
             for f in claim.get("findings", ()):
-                carc = e(f"{f['group'] or ''}-{f['carc']}" if f["carc"] else "")
+                carc = e(f"{f['group'] or ''}-{f['carc']}: {carc_text(f['carc'])}" if f["carc"] else "")
                 rows.append(
                     f'<tr class="{f["severity"]}"><td>{f["line"]}</td><td>{e(f["code"])}</td><td>{f["severity"]}</td>'
                     f'<td>{e(f["rule"])}<br><small>{e(f["source"])} · {f["confidence"]}</small></td><td>{carc}</td>'
@@ -203,6 +219,7 @@ tr.error td:nth-child(3){{color:#b00}} tr.warning td:nth-child(3){{color:#a60}} 
 <h1>Scrub report</h1>
 <p>Known on {self.known_on} · policy <code>{e(self.policy_version)}</code></p>
 <p>{s['claims']:,} claim{'' if s['claims'] == 1 else 's'}: {s['clean']} clean, {s['review']} review, {s['reject']} reject, {s['invalid']} invalid</p>
+<p id="at-risk">Charges at risk (lines with a denial): <strong>{show_money(self.at_risk)}</strong> of {show_money(self.charges)} billed.</p>
 """ + "".join(f"<p class=\"file\">File {e(f['name'])}" + (f", segment {f['segment']}" if f["segment"] else "")
               + f": {e(f['reason'])}</p>\n" for f in files) + """<table><tr><th>line</th><th>code</th><th>severity</th><th>rule</th><th>CARC</th><th>message / fix</th></tr>
 """)

@@ -46,18 +46,7 @@ def apply_fix(claim: dict[str, Any], line: int, fix: dict[str, Any]) -> dict[str
 
 
 def fix_sentence(fix: dict[str, Any] | None) -> str:
-    """The fix as a sentence for people (the policy's own text, else what would change)."""
-    if not fix:
-        return ""
-    if fix.get("text"):
-        return fix["text"]
-    parts = []
-    if fix.get("to"):
-        parts.append(f"bill {fix['to']} instead")
-    if fix.get("add_modifiers"):
-        parts.append("add modifier " + ", ".join(fix["add_modifiers"]))
-    if fix.get("remove_modifiers"):
-        parts.append("remove modifier " + ", ".join(fix["remove_modifiers"]))
-    if fix.get("action") == "remove_line":
-        parts.append("remove the line")
-    return (", ".join(parts) or fix.get("action", "")).capitalize() + "."
+    """The fix as a sentence for people, as every report writes it."""
+    from ..reports.text import fix_text
+
+    return fix_text(fix)
