@@ -523,7 +523,7 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
 
     from .workbench.pages import add_workbench
 
-    add_workbench(app, policy, tokens, resolver, failed_sign_in, limits.max_claims, reference)
+    add_workbench(app, policy, tokens, resolver, failed_sign_in, limits.max_claims, reference, store)
     return app
 
 

@@ -198,6 +198,39 @@ def test_policy_explorer_timeline_and_who_pays(client):
     assert unclear.status_code == 422 and "did not understand &#39;gizmos&#39;" in unclear.text
 
 
+def test_whatif_grid_of_variants_and_of_knowledge_dates(client):
+    csrf = signed_in(client)
+    page = client.post("/whatif", data={"csrf": csrf, "claims": json.dumps(AUDIO_ONLY_2025),
+                                        "sets": "service_date=2024-08-01,2025-02-03"}).text
+    rows = re.findall(r'<th scope="row">(.*?)</th>', page)
+    assert rows == ["as given", "service_date=2024-08-01", "service_date=2025-02-03"]
+    statuses = re.findall(r'class="verdict (\w+)"', page)
+    assert statuses[:2] == ["reject", "clean"]  # 99442 was still a code in 2024
+    assert "− medicare.telephone-em-deleted" in page
+    lapse = dict(AUDIO_ONLY_2025, id="W-3", service_date="2025-10-15", diagnoses=["I10"], patient={"location": "home"},
+                 encounter={"modality": "video"}, lines=[{"code": "99213", "charge": "110.00"}])
+    dates = client.post("/whatif", data={"csrf": csrf, "claims": json.dumps(lapse), "known_a": "2025-10-20",
+                                         "known_b": "2026-11-27"}).text
+    assert re.findall(r'<th scope="row">(.*?)</th>', dates) == ["known on 2025-10-20", "known on 2026-11-27"]
+    assert re.findall(r'class="verdict (\w+)"', dates) == ["reject", "clean"]  # the lapse cured retroactively
+    assert "Say what to vary" in client.post("/whatif", data={"csrf": csrf, "claims": json.dumps(lapse)}).text
+
+
+def test_runs_page_lists_stored_runs_and_replays_them(tmp_path):
+    from engine.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    client = TestClient(create_app(load_policies(), store, {TOKEN}))
+    run_id = client.post("/v1/scrub?known_on=2025-10-20", json=AUDIO_ONLY_2025,
+                         headers={"Authorization": f"Bearer {TOKEN}"}).json()["run_id"]
+    csrf = signed_in(client)
+    listing = client.get("/runs").text
+    assert f"<code>{run_id[:12]}</code>" in listing and "<td>2025-10-20</td>" in listing
+    replayed = client.post(f"/runs/{run_id}/replay", data={"csrf": csrf}).text
+    assert f"Run {run_id[:12]}: the replay gives the same 2 findings." in replayed
+    assert client.post("/runs/nope/replay", data={"csrf": csrf}).status_code == 404
+
+
 # ---- in a real browser -------------------------------------------------------------------
 
 AXE = (Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js").read_text()
@@ -309,6 +342,20 @@ def test_the_workbench_in_headless_chromium_by_keyboard(tmp_path):
         assert "$155.00" in wait.until(visible((By.ID, "to-recover"))).text
         driver.save_screenshot(str(shots / "workbench-denials.png"))
         accessible(driver, "denials")
+
+        driver.get(base + "/whatif")
+        driver.find_element(By.ID, "claims").send_keys(json.dumps(AUDIO_ONLY_2025))
+        driver.find_element(By.ID, "sets").send_keys("service_date=2024-08-01,2025-02-03")
+        old = driver.find_element(By.ID, "sets")
+        old.submit()
+        wait.until(expected.staleness_of(old))
+        assert "service_date=2024-08-01" in wait.until(visible((By.ID, "grid"))).text
+        driver.save_screenshot(str(shots / "workbench-whatif.png"))
+        accessible(driver, "what-if")
+
+        driver.get(base + "/runs")
+        wait.until(visible((By.ID, "runs")))
+        accessible(driver, "runs")
     finally:
         if driver is not None:
             driver.quit()

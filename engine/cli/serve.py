@@ -32,7 +32,7 @@ def serve(
                                 "and compiles its rules once); throughput grows with cores."),
 ) -> None:
     """Serve the scrubber over HTTP: /v1/scrub, /v1/suggest, /v1/whatif, /v1/policy, /v1/runs, /healthz,
-    and the web workbench (/login, /scrub, /suggest, /denials, /policy)."""
+    and the web workbench (/login, /scrub, /suggest, /denials, /policy, /whatif, /runs)."""
     import logging
 
     import uvicorn

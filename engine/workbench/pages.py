@@ -15,7 +15,7 @@ import io
 import json
 from urllib.parse import quote
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -35,6 +35,9 @@ from ..reports.denials import TEMPLATES as REPORT_TEMPLATES
 from ..reports.denials import report_context
 from ..reports.reasons import carc_text, rarc_text
 
+if TYPE_CHECKING:
+    from ..store import Store
+
 HERE = Path(__file__).parent
 MAX_FILES = 20
 STATUS_TEXT = {"clean": "expected to be paid", "review": "review before sending", "reject": "will be denied",
@@ -52,9 +55,11 @@ class Form(dict):
 
 
 def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: Resolver,
-                  failed: Callable[[str], bool], max_claims: int, reference: str | None = None) -> None:
+                  failed: Callable[[str], bool], max_claims: int, reference: str | None = None,
+                  store: "Store | None" = None) -> None:
     """``failed(address)`` records a wrong token and says whether the address is now blocked;
-    ``reference`` is the SQLite file of imported CMS releases, if any."""
+    ``reference`` is the SQLite file of imported CMS releases, if any; ``store`` the service's
+    store, whose runs the runs page lists (nothing else is written to it from here)."""
     from fastapi.staticfiles import StaticFiles
 
     key = sessions.secret_key(tokens)
@@ -311,6 +316,72 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         return render("rule.html", signed_in=True, csrf=signed.csrf, page="policy", rule_id=rule_id,
                       revisions=shown, cases=cases, written=written)
 
+    def runs_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
+        runs = store.runs(50) if store is not None else []
+        return render("runs.html", status=status, signed_in=True, csrf=signed.csrf, page="runs", store=store is not None,
+                      runs=runs, **{"message": None, "message_class": "ok", **context})
+
+    @app.get("/runs", include_in_schema=False)
+    def runs_list(request: Request) -> Response:
+        signed = current(request)
+        return runs_page(signed) if signed else to_sign_in()
+
+    @app.post("/runs/{run_id}/replay", include_in_schema=False)
+    async def runs_replay(request: Request, run_id: str) -> Response:
+        from ..pipeline import ReplayError, replay
+
+        signed, form = await checked(request)
+        if not isinstance(form, Form):
+            return form
+        if store is None:
+            return runs_page(signed, status=404)
+        try:
+            _, stored, fresh = await run_in_threadpool(replay, store, run_id)
+        except (KeyError, ReplayError) as exc:
+            return runs_page(signed, status=404, message=str(exc.args[0] if exc.args else exc), message_class="error")
+        if stored == fresh:
+            return runs_page(signed, message=f"Run {run_id[:12]}: the replay gives the same {len(fresh)} findings.")
+        return runs_page(signed, message=f"Run {run_id[:12]}: the replay differs ({len(stored)} findings stored, "
+                                         f"{len(fresh)} now).", message_class="error")
+
+    def whatif_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
+        return render("whatif.html", status=status, signed_in=True, csrf=signed.csrf, page="whatif",
+                      **{"claims_text": "", "sets_text": "", "known_a": "", "known_b": "", "grid": None, "error": None,
+                         **context})
+
+    @app.get("/whatif", include_in_schema=False)
+    def whatif_form(request: Request) -> Response:
+        signed = current(request)
+        return whatif_page(signed) if signed else to_sign_in()
+
+    @app.post("/whatif", include_in_schema=False)
+    async def whatif(request: Request) -> Response:
+        from ..whatif import SetError, claim_variants, knowledge_dates
+
+        signed, form = await checked(request)
+        if not isinstance(form, Form):
+            return form
+        text, sets_text = form.get("claims", ""), form.get("sets", "")
+        known_a, known_b = form.get("known_a", ""), form.get("known_b", "")
+        context = {"claims_text": text, "sets_text": sets_text, "known_a": known_a, "known_b": known_b}
+        sets = [line.strip() for line in sets_text.splitlines() if line.strip()]
+        items = validate_items(raw_items(text), policy=policy) if text.strip() else []
+        if not items:
+            return whatif_page(signed, error="Paste a claim to vary.", **context)
+        if len(items) > 50:
+            return whatif_page(signed, error="At most 50 claims here; use payerpolicy whatif for more.", **context)
+        try:
+            if known_a and known_b:
+                first, second = dt.date.fromisoformat(known_a), dt.date.fromisoformat(known_b)
+                comparisons = [await run_in_threadpool(knowledge_dates, items, policy, first, second, 1, reference)]
+            elif sets:
+                comparisons = await run_in_threadpool(claim_variants, items, policy, clock.today(), sets, 1, reference)
+            else:
+                return whatif_page(signed, error="Say what to vary, or give two knowledge dates.", **context)
+        except (SetError, ValueError) as exc:
+            return whatif_page(signed, error=str(exc), **context)
+        return whatif_page(signed, grid=_grid(comparisons), **context)
+
     def suggest_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
         blank = {"payer": "medicare", "state": "", "service_date": clock.today().isoformat(), "provider": "MD",
                  "modality": "in-person", "location": "office", "mdm": "", "patient_status": "established",
@@ -380,6 +451,21 @@ def _answer(policy: PolicySet, suggestion) -> dict[str, Any]:
         line["source_title"] = source.title if source else line["source"]
     return dict(data, label=rec.label() if rec else "", basis=rec.basis if rec else "",
                 value=rec.value if rec else None)
+
+
+def _grid(comparisons) -> dict[str, Any]:
+    """Comparisons as one grid: a row per variant, a column per claim, the status in each cell
+    with the rules it gained and lost against the claims as given."""
+    first = comparisons[0]
+    claims = [c.id or f"claim {c.position}" for c in first.changes]
+    rows = []
+    for comparison in comparisons:
+        cells = [{"status": c.status_b, "added": sorted({f.rule for f in c.added}),
+                  "removed": sorted({f.rule for f in c.removed})} for c in comparison.changes]
+        rows.append({"label": comparison.b if comparison.b.startswith("known on") else comparison.label.split(" vs ")[0],
+                     "cells": cells, "risk": show_money(sum((c.at_risk_b for c in comparison.changes), ZERO))})
+    return {"claims": claims, "baseline_label": first.a, "baseline": [c.status_a for c in first.changes],
+            "baseline_risk": show_money(sum((c.at_risk_a for c in first.changes), ZERO)), "rows": rows}
 
 
 def _who_pays(policy: PolicySet, text: str) -> dict[str, Any]:
