@@ -64,6 +64,22 @@ def file_problem_text(problem) -> str:
     return f"{problem.name}" + (f" segment {problem.segment}" if problem.segment else "") + f": {problem.reason}"
 
 
+def read_batch(files, policy: PolicySet) -> tuple[list, list]:
+    """Claim files read into memory for a command; a file's own problems (outside every claim)
+    are said on stderr, never counted as claims; an unreadable path is a usage error (exit 2)."""
+    from ..pipeline import UsageError, read_claim_files
+
+    problems: list = []
+    try:
+        items = read_claim_files(files, policy, files=problems)
+    except UsageError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2)
+    for problem in problems:
+        err.print(file_problem_text(problem), highlight=False, markup=False)
+    return items, problems
+
+
 def count(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 

@@ -10,9 +10,8 @@ import typer
 
 from .. import clock
 from ..claims import Claim
-from ..pipeline import UsageError, read_claim_files
 from ._app import app
-from ._options import PoliciesOpt, err, file_problem_text, load_tree
+from ._options import PoliciesOpt, err, load_tree, read_batch
 
 
 @app.command()
@@ -28,14 +27,7 @@ def export(
     if format != "837":
         raise typer.BadParameter("the only export format is 837", param_hint="--format")
     policy = load_tree(policies)
-    problems: list = []
-    try:
-        items = read_claim_files(files, policy, files=problems)
-    except UsageError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(2)
-    for problem in problems:
-        err.print(file_problem_text(problem), highlight=False, markup=False)
+    items, problems = read_batch(files, policy)
     from ..x12.write837 import not_exportable
 
     claims = [i for i in items if isinstance(i, Claim) and not not_exportable(i)]

@@ -11,9 +11,8 @@ import typer
 
 from .. import clock
 from ..money import ZERO, show_money
-from ..pipeline import UsageError, read_claim_files
 from ._app import app
-from ._options import PoliciesOpt, ShortFormat, err, file_problem_text, load_tree, out, parse_date
+from ._options import PoliciesOpt, ShortFormat, load_tree, out, parse_date, read_batch
 
 
 @app.command()
@@ -44,14 +43,7 @@ def whatif(
     if len(dates) > 2:
         raise typer.BadParameter("give at most two --known-on dates", param_hint="--known-on")
     policy = load_tree(policies)
-    problems: list = []
-    try:
-        items = read_claim_files(files, policy, files=problems)
-    except UsageError as exc:
-        err.print(f"[red]{exc}[/]")
-        raise typer.Exit(2)
-    for problem in problems:  # outside every claim: said, never counted as a claim
-        err.print(file_problem_text(problem), highlight=False, markup=False)
+    items, problems = read_batch(files, policy)
     today = clock.today()
     from ..batch import cores
 

@@ -94,6 +94,21 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
     def to_sign_in() -> RedirectResponse:
         return RedirectResponse("/login", status_code=303)
 
+    def page_of(template: str, name: str, blank: Callable[[], dict[str, Any]], route: bool = True):
+        """A signed-in page: its template filled with the fields' blank values, then the context;
+        and (``route``) its empty form served at ``/name``."""
+        def show(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
+            return render(template, status=status, signed_in=True, csrf=signed.csrf, page=name,
+                          **{"error": None, **blank(), **context})
+
+        def form(request: Request) -> Response:
+            signed = current(request)
+            return show(signed) if signed else to_sign_in()
+
+        if route:
+            app.get(f"/{name}", include_in_schema=False)(form)
+        return show
+
     @app.get("/", include_in_schema=False)
     def home(request: Request) -> Response:
         return RedirectResponse("/scrub" if current(request) else "/login", status_code=303)
@@ -128,14 +143,8 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         response.delete_cookie(sessions.COOKIE, path="/")
         return response
 
-    def page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
-        return render("scrub.html", status=status, signed_in=True, csrf=signed.csrf, page="scrub", payers=payer_choices,
-                      **{"claims_text": "", "known_on": "", "payer": "", "results": None, "error": None, **context})
-
-    @app.get("/scrub", include_in_schema=False)
-    def scrub_page(request: Request) -> Response:
-        signed = current(request)
-        return page(signed) if signed else to_sign_in()
+    page = page_of("scrub.html", "scrub", lambda: {"payers": payer_choices, "claims_text": "", "known_on": "",
+                                                    "payer": "", "results": None})
 
     async def checked(request: Request) -> tuple[sessions.Session | None, Form | Response]:
         """The session and the form, or the answer to give instead: sign in again, or (a form
@@ -226,14 +235,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         return Response(json.dumps(results["document"], indent=2, default=json_default), media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="scrub-{day}.json"'})
 
-    def denials_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
-        return render("denials.html", status=status, signed_in=True, csrf=signed.csrf, page="denials",
-                      **{"report": None, "error": None, "not_analysed": [], **context})
-
-    @app.get("/denials", include_in_schema=False)
-    def denials_form(request: Request) -> Response:
-        signed = current(request)
-        return denials_page(signed) if signed else to_sign_in()
+    denials_page = page_of("denials.html", "denials", lambda: {"report": None, "not_analysed": []})
 
     @app.post("/denials", include_in_schema=False)
     async def denials(request: Request) -> Response:
@@ -250,10 +252,9 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
             return denials_page(signed, error=str(exc))
         return denials_page(signed, report=report, not_analysed=not_analysed)
 
-    def policy_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
-        return render("policy.html", status=status, signed_in=True, csrf=signed.csrf, page="policy",
-                      payers=payer_choices, **{"code": "", "payer": "medicare", "state": "", "q": "", "rows": None,
-                                               "answer": None, "error": None, **context})
+    policy_page = page_of("policy.html", "policy", lambda: {
+        "payers": payer_choices, "code": "", "payer": "medicare", "state": "", "q": "", "rows": None, "answer": None},
+        route=False)  # /policy answers its own query string
 
     @app.get("/policy", include_in_schema=False)
     def policy_explorer(request: Request, code: str = "", payer: str = "medicare", state: str = "",
@@ -316,15 +317,9 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         return render("rule.html", signed_in=True, csrf=signed.csrf, page="policy", rule_id=rule_id,
                       revisions=shown, cases=cases, written=written)
 
-    def runs_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
-        runs = store.runs(50) if store is not None else []
-        return render("runs.html", status=status, signed_in=True, csrf=signed.csrf, page="runs", store=store is not None,
-                      runs=runs, **{"message": None, "message_class": "ok", **context})
-
-    @app.get("/runs", include_in_schema=False)
-    def runs_list(request: Request) -> Response:
-        signed = current(request)
-        return runs_page(signed) if signed else to_sign_in()
+    runs_page = page_of("runs.html", "runs", lambda: {
+        "store": store is not None, "runs": store.runs(50) if store is not None else [], "message": None,
+        "message_class": "ok"})
 
     @app.post("/runs/{run_id}/replay", include_in_schema=False)
     async def runs_replay(request: Request, run_id: str) -> Response:
@@ -344,15 +339,8 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         return runs_page(signed, message=f"Run {run_id[:12]}: the replay differs ({len(stored)} findings stored, "
                                          f"{len(fresh)} now).", message_class="error")
 
-    def whatif_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
-        return render("whatif.html", status=status, signed_in=True, csrf=signed.csrf, page="whatif",
-                      **{"claims_text": "", "sets_text": "", "known_a": "", "known_b": "", "grid": None, "error": None,
-                         **context})
-
-    @app.get("/whatif", include_in_schema=False)
-    def whatif_form(request: Request) -> Response:
-        signed = current(request)
-        return whatif_page(signed) if signed else to_sign_in()
+    whatif_page = page_of("whatif.html", "whatif", lambda: {
+        "claims_text": "", "sets_text": "", "known_a": "", "known_b": "", "grid": None})
 
     @app.post("/whatif", include_in_schema=False)
     async def whatif(request: Request) -> Response:
@@ -382,18 +370,11 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
             return whatif_page(signed, error=str(exc), **context)
         return whatif_page(signed, grid=_grid(comparisons), **context)
 
-    def suggest_page(signed: sessions.Session, status: int = 200, **context: Any) -> HTMLResponse:
-        blank = {"payer": "medicare", "state": "", "service_date": clock.today().isoformat(), "provider": "MD",
-                 "modality": "in-person", "location": "office", "mdm": "", "patient_status": "established",
-                 **{name: "" for name in NUMBERS}}
-        return render("suggest.html", status=status, signed_in=True, csrf=signed.csrf, page="suggest",
-                      payers=payer_choices, providers=PROVIDERS, modalities=MODALITIES, locations=LOCATIONS,
-                      **{"form": blank, "answer": None, "error": None, **context})
-
-    @app.get("/suggest", include_in_schema=False)
-    def suggest_form(request: Request) -> Response:
-        signed = current(request)
-        return suggest_page(signed) if signed else to_sign_in()
+    suggest_page = page_of("suggest.html", "suggest", lambda: {
+        "payers": payer_choices, "providers": PROVIDERS, "modalities": MODALITIES, "locations": LOCATIONS,
+        "answer": None, "form": {"payer": "medicare", "state": "", "service_date": clock.today().isoformat(),
+                                 "provider": "MD", "modality": "in-person", "location": "office", "mdm": "",
+                                 "patient_status": "established", **{name: "" for name in NUMBERS}}})
 
     @app.post("/suggest", include_in_schema=False)
     async def suggest(request: Request) -> Response:
