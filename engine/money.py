@@ -14,6 +14,9 @@ from pydantic import Field, PlainSerializer
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
+# No claim line or remittance comes near a trillion dollars; bounding amounts keeps every sum
+# and rounding inside Decimal's precision (an exponent like 1E+999999 would overflow it).
+LIMIT = Decimal(10) ** 12
 
 
 def cents(value: Decimal) -> Decimal:
@@ -31,7 +34,7 @@ def parse_money(value: Any) -> Decimal | None:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
         raise ValueError(f"'{value}' is not an amount") from None
-    if not amount.is_finite():
+    if not amount.is_finite() or abs(amount) >= LIMIT:
         raise ValueError(f"'{value}' is not an amount")
     return amount
 
@@ -57,4 +60,5 @@ def json_default(value: Any) -> Any:
 
 
 # In models: read from a JSON number or string without a float in between, dumped as "1234.50".
-Money = Annotated[Decimal, Field(allow_inf_nan=False), PlainSerializer(money_text, return_type=str, when_used="json")]
+Money = Annotated[Decimal, Field(allow_inf_nan=False, gt=-LIMIT, lt=LIMIT),
+                  PlainSerializer(money_text, return_type=str, when_used="json")]

@@ -97,3 +97,20 @@ def test_a_byte_order_mark_and_a_null_claim():
     nothing, claim = parse_claims_text(text)
     assert (nothing.errors[0].field, nothing.errors[0].reason) == ("claims[0]", "not an object (null)")
     assert isinstance(claim, Claim) and claim.id == "B-1"
+
+
+def test_amounts_out_of_any_billing_range_are_reported_not_crashed_on(policy):
+    """A charge like 1E+999999 would overflow Decimal's precision when summed and rounded: it
+    is a bad claim field, reported with its field, and the batch goes on."""
+    import datetime as dt
+
+    from engine.pipeline import scrub_items, validate_items
+
+    raws = [{"id": f"M-{n}", "payer": "medicare", "service_date": "2025-01-02", "patient": {"id": "p"},
+             "lines": [{"code": "99213", "charge": value}]}
+            for n, value in enumerate(["1E+999999", 1e30, "999999999999.99", "0.10"])]
+    items = validate_items(raws, policy=policy)
+    assert [type(i).__name__ for i in items] == ["InvalidClaim", "InvalidClaim", "Claim", "Claim"]
+    assert items[0].errors[0].field == "lines[1].charge"
+    result = scrub_items(items, policy, dt.date(2026, 1, 1), None).result
+    assert result.summary["claims"] == 4 and result.summary["invalid"] == 2
