@@ -517,13 +517,9 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
     app.openapi = openapi  # type: ignore[method-assign]
     add_docs(app, [] if limits.public_docs else [Depends(authorized)])
 
-    def failed_sign_in(address: str) -> bool:
-        failures.failed(address)
-        return failures.blocked(address)
-
     from .workbench.pages import add_workbench
 
-    add_workbench(app, policy, tokens, resolver, failed_sign_in, limits.max_claims, reference, store)
+    add_workbench(app, policy, tokens, resolver, failures, limits.max_claims, reference, store)
     return app
 
 

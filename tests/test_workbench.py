@@ -65,6 +65,21 @@ def test_pages_need_a_session_and_the_cookie_is_guarded(client):
     assert client.post("/v1/scrub", json=AUDIO_ONLY_2025).status_code == 401
 
 
+def test_sign_in_shares_the_apis_limit_on_wrong_tokens():
+    client = TestClient(create_app(load_policies(), None, {TOKEN}, Limits(failed_tokens=2)))
+    for _ in range(3):
+        client.post("/login", data={"token": "guess"})
+    blocked = client.post("/login", data={"token": TOKEN}, follow_redirects=False)
+    assert blocked.status_code == 429 and "pp_session" not in blocked.headers.get("set-cookie", "")
+    assert client.get("/v1/runs/x", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 429
+
+
+def test_a_csrf_field_in_any_script_is_refused_not_crashed_on(client):
+    signed_in(client)
+    refused = client.post("/scrub", data={"csrf": "ключ", "claims": "{}"})
+    assert refused.status_code == 403
+
+
 def test_a_session_expires(client):
     with freeze_time("2026-11-30 08:00:00"):
         csrf = signed_in(client)

@@ -45,6 +45,11 @@ STATUS_TEXT = {"clean": "expected to be paid", "review": "review before sending"
 SEVERITY_TEXT = {"error": "Denial:", "warning": "Check:", "info": "Note:"}
 
 
+def same(given: str, expected: str) -> bool:
+    """A constant-time comparison of what a form sent with what the session holds (any text)."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
 class Form(dict):
     """The fields of a submitted form, text only; an uploaded file's text under its field name,
     and every uploaded file, with its name, in ``uploads``."""
@@ -55,9 +60,9 @@ class Form(dict):
 
 
 def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: Resolver,
-                  failed: Callable[[str], bool], max_claims: int, reference: str | None = None,
+                  failures: Any, max_claims: int, reference: str | None = None,
                   store: "Store | None" = None) -> None:
-    """``failed(address)`` records a wrong token and says whether the address is now blocked;
+    """``failures`` counts wrong tokens per address (the API's ``FailedTokens``: sign-in shares its limit);
     ``reference`` is the SQLite file of imported CMS releases, if any; ``store`` the service's
     store, whose runs the runs page lists (nothing else is written to it from here)."""
     from fastapi.staticfiles import StaticFiles
@@ -122,11 +127,11 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         form = await read_form(request)
         token = form.get("token", "")
         address = request.client.host if request.client else "?"
+        if failures.blocked(address):
+            return render("login.html", status=429, error="Too many wrong tokens from here; wait a minute.")
         if not token or not any(hmac.compare_digest(token.encode(), t.encode()) for t in tokens):
-            blocked = failed(address)
-            return render("login.html", status=429 if blocked else 401,
-                          error="Too many wrong tokens from here; wait a minute." if blocked
-                          else "That token is not one this service accepts.")
+            failures.failed(address)
+            return render("login.html", status=401, error="That token is not one this service accepts.")
         response = RedirectResponse("/scrub", status_code=303)
         response.set_cookie(sessions.COOKIE, sessions.encode(sessions.new_session(token), key),
                             max_age=sessions.LIFETIME_SECONDS, httponly=True, samesite="strict",
@@ -137,7 +142,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
     async def logout(request: Request) -> Response:
         signed = current(request)
         form = await read_form(request)
-        if signed is None or not hmac.compare_digest(form.get("csrf", ""), signed.csrf):
+        if signed is None or not same(form.get("csrf", ""), signed.csrf):
             return to_sign_in()
         response = to_sign_in()
         response.delete_cookie(sessions.COOKIE, path="/")
@@ -153,7 +158,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         if signed is None:
             return None, to_sign_in()
         form = await read_form(request)
-        if not hmac.compare_digest(form.get("csrf", ""), signed.csrf):
+        if not same(form.get("csrf", ""), signed.csrf):
             return signed, page(signed, status=403, error="That form came from another session and was not acted "
                                                          "on; send it again from this page.")
         return signed, form
