@@ -184,10 +184,11 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         result = scrub_items(items, policy, day, None, resolver=resolver, files=files).result
         return _results(policy, items, result, text), None, items
 
-    def scrub_response(signed, text: str, known_on: str, payer: str) -> Response:
+    async def scrub_response(signed, text: str, known_on: str, payer: str) -> Response:
         if not text.strip():
             return page(signed, error="Paste a claim or choose a file.", known_on=known_on, payer=payer)
-        results, error, _ = judge(text, known_on, payer)
+        # off the event loop, as the API judges: a batch of 2,000 claims takes a second or two
+        results, error, _ = await run_in_threadpool(judge, text, known_on, payer)
         return page(signed, claims_text=text, known_on=known_on, payer=payer, results=results, error=error)
 
     @app.post("/scrub", include_in_schema=False)
@@ -196,7 +197,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         if not isinstance(form, Form):
             return form
         text = form.get("file") or form.get("claims", "")
-        return scrub_response(signed, text, form.get("known_on", ""), form.get("payer", ""))
+        return await scrub_response(signed, text, form.get("known_on", ""), form.get("payer", ""))
 
     @app.post("/scrub/fix", include_in_schema=False)
     async def fix(request: Request) -> Response:
@@ -204,7 +205,8 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         if not isinstance(form, Form):
             return form
         text, known_on, payer = form.get("claims", ""), form.get("known_on", ""), form.get("payer", "")
-        results, error, _ = judge(text, known_on, payer)
+        # off the event loop, as the API judges: a batch of 2,000 claims takes a second or two
+        results, error, _ = await run_in_threadpool(judge, text, known_on, payer)
         try:
             claims = json.loads(text)
             claim_index, finding_index = int(form.get("claim", "")), int(form.get("finding", ""))
@@ -217,7 +219,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
             return page(signed, claims_text=text, known_on=known_on, payer=payer, results=results,
                         error=f"The fix was not applied: {exc}" if isinstance(exc, ValueError) else
                         "The fix was not applied: the claims changed since they were judged.")
-        return scrub_response(signed, json.dumps(claims, indent=2, default=json_default), known_on, payer)
+        return await scrub_response(signed, json.dumps(claims, indent=2, default=json_default), known_on, payer)
 
     @app.post("/scrub/download", include_in_schema=False)
     async def download(request: Request) -> Response:
@@ -225,7 +227,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         if not isinstance(form, Form):
             return form
         text, known_on, fmt = form.get("claims", ""), form.get("known_on", ""), form.get("format", "json")
-        results, error, _ = judge(text, known_on, "")
+        results, error, _ = await run_in_threadpool(judge, text, known_on, "")
         if results is None:
             return page(signed, claims_text=text, known_on=known_on, error=error)
         day = known_on or clock.today().isoformat()
@@ -392,7 +394,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
             raw = encounter_of(form)
             if raw["payer"] not in policy.payers:
                 raise ValueError("choose a payer")
-            answer = suggest_coding(raw, policy, clock.today(), reference)
+            answer = await run_in_threadpool(suggest_coding, raw, policy, clock.today(), reference)
         except ValueError as exc:
             return suggest_page(signed, form=form, error=str(exc))
         return suggest_page(signed, form=form, answer=_answer(policy, answer))
