@@ -107,24 +107,6 @@ def analyse_denials(paths: "Iterable[str | Path]", today: dt.date, policy: Polic
     problems of files outside every claim (an envelope error, a file with no claims)."""
     from pathlib import Path
 
-    from .denials import analyze, read_remit_files, sort_inputs
-    from .pipeline import iter_claim_files
+    from .denials import analyse_files
 
-    policy = policy or load_policies()
-    claim_files, remit_files = sort_inputs([Path(p) for p in paths])
-    if not claim_files or not remit_files:
-        raise ValueError(f"no {'claim' if not claim_files else 'remittance'} files among the paths given")
-    not_analysed: list[dict[str, Any]] = []
-    files: list[Any] = []
-
-    def claims():
-        for item in iter_claim_files(claim_files, policy, files=files):
-            if isinstance(item, Claim):
-                yield item
-            else:  # said, never dropped: the command line prints these on stderr
-                not_analysed.append({"id": item.id, "errors": [e.as_dict() for e in item.errors]})
-
-    report = analyze(claims(), read_remit_files(remit_files), policy, today, reference=_reference(data_db))
-    report.not_analysed = not_analysed
-    report.files = [p.as_dict() for p in files]
-    return report
+    return analyse_files([Path(p) for p in paths], policy or load_policies(), today, reference=_reference(data_db))

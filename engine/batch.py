@@ -32,10 +32,10 @@ from typing import Any, Callable, Iterable, Iterator
 import orjson
 
 from .claims import Claim, InputError, InvalidClaim, validate_claim
-from .findings import claim_status
+from .findings import charges_at_risk, claim_status
 from .history import History, in_person
-from .money import ZERO, money_text
 from .judge import judge_claim
+from .money import money_text
 from .policy.model import PolicySet
 from .policy.snapshot import Resolver
 from .scrub import family_of, known_payer
@@ -56,6 +56,7 @@ class Context:
     payer: str | None = None
     encounters: dict[str, dict[str, Any]] | None = None
     with_bodies: bool = False  # return each claim's JSON (the store keeps it as history)
+    with_charges: bool = False  # return each claim's charges and charges at risk (the HTML report shows them)
     reference: str | None = None  # the SQLite file of imported CMS releases (reference.lookup)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
@@ -219,11 +220,9 @@ def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: 
         record = {"position": position, "result": result,
                   "payer": item.payer, "state": item.state, "service_date": item.service_date.isoformat(),
                   "patient": item.patient.id if item.patient else None}
-        if any(line.charge for line in item.lines):  # for the readable reports: what is billed and at risk
-            denied = {f.line for f in findings if f.severity == "error"}
-            record["charges"] = money_text(sum((line.charge or ZERO for line in item.lines), ZERO))
-            record["at_risk"] = money_text(sum((line.charge or ZERO for n, line in enumerate(item.lines, 1)
-                                                if n in denied), ZERO))
+        if ctx.with_charges and any(line.charge for line in item.lines):
+            charges, at_risk = charges_at_risk(item.lines, findings)
+            record["charges"], record["at_risk"] = money_text(charges), money_text(at_risk)
         if ctx.with_bodies:
             record["body"] = item.model_dump_json()
         out.append(record)

@@ -515,3 +515,32 @@ def judge_pairs(ctx: Any, by_date: list[tuple[dt.date, list]]) -> list[LineOutco
                     carc_match=any(f.carc and any(c.endswith("-" + f.carc) for c in carcs) for f in errors_then),
                     family=attrs.get("family") or attrs.get("kind")))
     return outcomes
+
+
+def analyse_files(paths: list[Path], policy: PolicySet, today: dt.date, encounters: dict | None = None,
+                  reference: str | None = None, keep_lines: bool = True) -> DenialReport:
+    """Claim and remittance files in any mix, sorted by content and analysed with nothing kept
+    (``denials --no-store``, the Python API, the workbench). The claims that could not be read
+    go to the report's ``not_analysed``, the problems of files outside every claim to ``files``:
+    said, never dropped."""
+    from .pipeline import iter_claim_files
+
+    claim_files, remit_files = sort_inputs(paths)
+    if not claim_files or not remit_files:
+        raise ValueError(f"no {'claim' if not claim_files else 'remittance'} files among those given "
+                         f"(claims: 837 or JSON; remittances: 835 or CSV)")
+    not_analysed: list[dict[str, Any]] = []
+    files: list[Any] = []
+
+    def claims() -> Iterator[Claim]:
+        for item in iter_claim_files(claim_files, policy, encounters, files=files):
+            if isinstance(item, Claim):
+                yield item
+            else:
+                not_analysed.append({"id": item.id, "errors": [e.as_dict() for e in item.errors]})
+
+    report = analyze(claims(), read_remit_files(remit_files), policy, today, keep_lines=keep_lines,
+                     reference=reference)
+    report.not_analysed = not_analysed
+    report.files = [p.as_dict() for p in files]
+    return report

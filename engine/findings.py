@@ -80,3 +80,12 @@ def fill_value(text: str, facts: dict[str, Any]) -> str | None:
     if any(name not in facts for name in _TEMPLATE.findall(text)):
         return None
     return fill(text, facts)
+
+
+def charges_at_risk(lines, findings) -> tuple[Any, Any]:
+    """A claim's billed charges and the part on lines with a denial (an error finding), as Decimals."""
+    from .money import ZERO
+
+    denied = {f.line for f in findings if f.severity == "error"}
+    charges = [line.charge or ZERO for line in lines]
+    return sum(charges, ZERO), sum((c for n, c in enumerate(charges, 1) if n in denied), ZERO)

@@ -17,7 +17,6 @@ from .policy.model import PolicySet
 from .policy.snapshot import Resolver
 from .scrub import ScrubResult, family_of, scrub
 from .sources import FileProblem, FileProblems, Input, UsageError
-from .sources import x12_items  # noqa: F401  (the service reads 837 bodies)
 
 if TYPE_CHECKING:
     from .store import Store
@@ -101,7 +100,7 @@ def scrub_files(paths: list[Path], policy: PolicySet, known_on: dt.date, writer:
     try:
         source = Input(paths, policy)
         ctx = Context(policy, known_on, payer, read_encounters(encounters) if encounters else None,
-                      with_bodies=store is not None, reference=reference)
+                      with_bodies=store is not None, with_charges=getattr(writer, "shows_charges", False), reference=reference)
     except BaseException:
         writer.abort()  # nothing was judged: leave no report behind
         raise

@@ -35,11 +35,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__, clock
 from .claims import Claim, InvalidClaim, raw_items
-from .pipeline import scrub_items, validate_items, x12_items
+from .pipeline import scrub_items, validate_items
 from .policy.fields import describe
 from .policy.model import Fix, PolicySet
 from .policy.snapshot import Resolver, resolve
-from .sources import FileProblem, looks_like_x12
+from .sources import FileProblem, looks_like_x12, x12_items
 from .store import Store, StoreBusy
 
 log = logging.getLogger("payerpolicy.service")

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from .claims import Claim, InputError, InvalidClaim, validate_claim
-from .findings import Finding
+from .findings import Finding, charges_at_risk
 from .money import ZERO, money_text
 from .policy.model import PolicySet
 from .scrub import ClaimResult, ScrubResult, scrub
@@ -121,10 +121,7 @@ class ClaimChange:
 
 
 def _at_risk(claim: Claim | InvalidClaim, result: ClaimResult) -> Decimal:
-    if not isinstance(claim, Claim):
-        return ZERO
-    error_lines = {f.line for f in result.findings if f.severity == "error"}
-    return sum((line.charge or ZERO for n, line in enumerate(claim.lines, 1) if n in error_lines), ZERO)
+    return charges_at_risk(claim.lines, result.findings)[1] if isinstance(claim, Claim) else ZERO
 
 
 def _comparable(f: Finding) -> tuple:

@@ -226,7 +226,7 @@ def policy_query(
     from dataclasses import replace
 
     from ..policy.query import ask_all, code_kinds, settle
-    from ..policy.question_text import QuestionError, ReadQuestion, read_question
+    from ..policy.question_text import QuestionError, ReadQuestion, code_list, read_question
 
     policy = load_tree(policies)
     read = ReadQuestion()
@@ -253,9 +253,9 @@ def policy_query(
         sys.stdout.write(json.dumps({"question": dict(asked.as_dict(), text=text),
                                      "answers": [a.as_dict() for a in answers]}, indent=2) + "\n")
         return
-    out.print(_question_line(asked), highlight=False)
+    out.print(asked.sentence(), highlight=False)
     if left_out:
-        out.print(f"  not asked: {_code_list(left_out)}, not in force on {day}", highlight=False)
+        out.print(f"  not asked: {code_list(left_out)}, not in force on {day}", highlight=False)
     style = {"accepted": "green", "at risk": "yellow", "denied": "red", "cannot tell": "magenta"}
     groups: dict[tuple, list] = {}
     for a in answers:
@@ -263,32 +263,12 @@ def policy_query(
         groups.setdefault((a.payer, a.state, a.verdict, decided), []).append(a)
     for (payer_key, payer_state, verdict, _), same in groups.items():
         place = payer_key + (f" ({payer_state})" if payer_state else "")
-        which = "" if len(codes) == 1 else "  " + _code_list([a.code for a in same])
+        which = "" if len(codes) == 1 else "  " + code_list([a.code for a in same])
         out.print(f"  [{style[verdict]}]{verdict:<11}[/] {place}{which}", highlight=False)
         for f in same[0].findings:
             if f.severity != "info":
                 out.print(f"      {f.severity} {f.rule}: {f.message} [{f.source}, {f.confidence}]", highlight=False,
                           markup=False)
-
-
-def _code_list(codes: list[str], kinds: list[str] | None = None) -> str:
-    kind = f"kind {', '.join(kinds)}" if kinds else ""
-    if len(codes) <= 4:
-        return ", ".join(codes) + (f" ({kind})" if kind else "")
-    return f"{codes[0]}..{codes[-1]} ({len(codes)} codes" + (f" of {kind})" if kind else ")")
-
-
-def _question_line(q) -> str:
-    """The question as read, in words, so the asker can see what was answered."""
-    what = _code_list(q.codes, q.kinds)
-    parts = [f"[bold]{what}[/]" + ("-" + "-".join(q.modifiers) if q.modifiers else ""), f"on {q.date}"]
-    parts += [f"in {q.state}"] if q.state else []
-    parts += [f"POS {q.pos}"] if q.pos else []
-    parts += [q.modality] if q.modality else []
-    parts += [f"patient at {q.location}"] if q.location else []
-    parts += [f"by {q.provider}"] if q.provider else []
-    parts += [f"as known on {q.known_on}", ("payers " + ", ".join(q.payers)) if q.payers else "every payer"]
-    return "Asked: " + ", ".join(parts)
 
 
 @policy_app.command("history")

@@ -95,6 +95,26 @@ class ReadQuestion:
     def as_dict(self) -> dict[str, Any]:
         return {k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in self.__dict__.items()}
 
+    def sentence(self) -> str:
+        """The question as read, in words, so the asker can see what was answered."""
+        parts = [code_list(self.codes, self.kinds) + ("-" + "-".join(self.modifiers) if self.modifiers else ""),
+                 f"on {self.date}"]
+        parts += [f"in {self.state}"] if self.state else []
+        parts += [f"POS {self.pos}"] if self.pos else []
+        parts += [self.modality] if self.modality else []
+        parts += [f"patient at {self.location}"] if self.location else []
+        parts += [f"by {self.provider}"] if self.provider else []
+        parts += [f"as known on {self.known_on}", ("payers " + ", ".join(self.payers)) if self.payers else "every payer"]
+        return "Asked: " + ", ".join(parts)
+
+
+def code_list(codes: list[str], kinds: list[str] | None = None) -> str:
+    """Codes as a reader takes them in: all of a few, the first and last of many, with their kinds."""
+    kind = f"kind {', '.join(kinds)}" if kinds else ""
+    if len(codes) <= 4:
+        return ", ".join(codes) + (f" ({kind})" if kind else "")
+    return f"{codes[0]}..{codes[-1]} ({len(codes)} codes" + (f" of {kind})" if kind else ")")
+
 
 def _date(year: str, month: Any, day: str, written: str) -> dt.date:
     try:

@@ -15,6 +15,11 @@ STATUS_STYLE = {"clean": "green", "review": "yellow", "reject": "bold red", "inv
 SEVERITY_STYLE = {"error": "red", "warning": "yellow", "info": "cyan"}
 
 
+# A claim's status as people say it (the HTML report and the workbench).
+STATUS_WORDS = {"clean": "expected to be paid", "review": "review before sending", "reject": "will be denied",
+                "invalid": "cannot be judged"}
+
+
 def fix_text(fix: dict | None) -> str:
     """A fix as a sentence: the policy's own words, then the exact change when there is one."""
     if not fix:

@@ -21,10 +21,8 @@ import orjson
 
 from ..money import ZERO, show_money
 from .reasons import carc_text
-from .text import claim_lines, fix_text, summary_line
+from .text import STATUS_WORDS, claim_lines, fix_text, summary_line
 
-STATUS_WORDS = {"clean": "expected to be paid", "review": "review before sending", "reject": "will be denied",
-                "invalid": "cannot be judged", "history": "history"}
 
 
 class OutputError(Exception):
@@ -92,6 +90,8 @@ class _Target:
 
 
 class Writer:
+    shows_charges = False  # whether its records need each claim's charges and charges at risk
+
     def __init__(self, policy_version: str, known_on: dt.date):
         self.policy_version = policy_version
         self.known_on = known_on
@@ -171,6 +171,8 @@ class JsonLinesWriter(Writer):
 class HtmlWriter(Writer):
     """One self-contained page; rows are spooled to disk so the summary can head the page."""
 
+    shows_charges = True
+
     def __init__(self, policy_version: str, known_on: dt.date, path: Path | None):
         super().__init__(policy_version, known_on)
         self.out = _Target(path, binary=False)
@@ -183,7 +185,7 @@ class HtmlWriter(Writer):
         for record in records:
             claim = record["result"]
             label = e(claim["id"] or f"claim {record['position']}")
-            facts = [e(STATUS_WORDS.get(claim["status"], claim["status"]))]
+            facts = [e(STATUS_WORDS.get(claim["status"], claim["status"]))]  # "history" stays itself
             facts += [e(record["payer"])] if record.get("payer") else []
             facts += [f"date of service {e(record['service_date'])}"] if record.get("service_date") else []
             if record.get("charges"):

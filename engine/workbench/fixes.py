@@ -43,10 +43,3 @@ def apply_fix(claim: dict[str, Any], line: int, fix: dict[str, Any]) -> dict[str
             modifiers.append(modifier)
     target["modifiers"] = modifiers[:4]
     return changed
-
-
-def fix_sentence(fix: dict[str, Any] | None) -> str:
-    """The fix as a sentence for people, as every report writes it."""
-    from ..reports.text import fix_text
-
-    return fix_text(fix)

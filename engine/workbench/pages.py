@@ -24,24 +24,24 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescap
 
 from .. import clock
 from ..claims import Claim, raw_items
+from ..findings import charges_at_risk
 from ..money import ZERO, json_default, show_money
-from ..pipeline import scrub_items, validate_items, x12_items
+from ..pipeline import scrub_items, validate_items
 from ..policy.model import PolicySet
 from ..policy.snapshot import Resolver
-from ..sources import FileProblem, looks_like_x12
+from ..sources import FileProblem, looks_like_x12, x12_items
 from . import session as sessions
-from .fixes import apply_fix, can_apply, fix_sentence
+from .fixes import apply_fix, can_apply
 from ..reports.denials import TEMPLATES as REPORT_TEMPLATES
 from ..reports.denials import report_context
 from ..reports.reasons import carc_text, rarc_text
+from ..reports.text import STATUS_WORDS, fix_text
 
 if TYPE_CHECKING:
     from ..store import Store
 
 HERE = Path(__file__).parent
 MAX_FILES = 20
-STATUS_TEXT = {"clean": "expected to be paid", "review": "review before sending", "reject": "will be denied",
-               "invalid": "cannot be judged"}
 SEVERITY_TEXT = {"error": "Denial:", "warning": "Check:", "info": "Note:"}
 
 
@@ -474,15 +474,7 @@ def _who_pays(policy: PolicySet, text: str) -> dict[str, Any]:
         row["codes"].append(a.code)
     for row in rows.values():
         row["codes"] = ", ".join(row["codes"])
-    what = ", ".join(asked.codes) + (f" (kind {', '.join(asked.kinds)})" if asked.kinds else "")
-    parts = [what + ("-" + "-".join(asked.modifiers) if asked.modifiers else ""), f"on {asked.date}"]
-    parts += [f"in {asked.state}"] if asked.state else []
-    parts += [f"POS {asked.pos}"] if asked.pos else []
-    parts += [asked.modality] if asked.modality else []
-    parts += [f"patient at {asked.location}"] if asked.location else []
-    parts += [f"by {asked.provider}"] if asked.provider else []
-    parts += [f"as known on {asked.known_on}"]
-    return {"asked": "Asked: " + ", ".join(parts), "rows": list(rows.values()),
+    return {"asked": asked.sentence(), "rows": list(rows.values()),
             "not_in_force": ", ".join(asked.not_in_force)}
 
 
@@ -509,9 +501,8 @@ def _analyse(policy: PolicySet, uploads: list[tuple[str, bytes]], encounters: by
     as the report's page shows it. The files live in a private temporary folder meanwhile."""
     import tempfile
 
-    from ..claims import Claim as ClaimModel
-    from ..denials import RemitFileError, analyze, read_remit_files, sort_inputs
-    from ..pipeline import UsageError, iter_claim_files, read_encounters
+    from ..denials import RemitFileError, analyse_files
+    from ..pipeline import UsageError, read_encounters
 
     with tempfile.TemporaryDirectory(prefix="payerpolicy-denials-") as folder:
         paths = []
@@ -528,28 +519,13 @@ def _analyse(policy: PolicySet, uploads: list[tuple[str, bytes]], encounters: by
                 side = read_encounters(side_path)
             except UsageError:
                 raise ValueError("the encounters file is not a JSON object keyed by claim id") from None
-        claim_files, remit_files = sort_inputs(paths)
-        if not claim_files or not remit_files:
-            raise ValueError(f"no {'claim' if not claim_files else 'remittance'} files among those chosen "
-                             f"(claims: 837 or JSON; remittances: 835 or CSV)")
-        not_analysed: list[dict[str, Any]] = []
-        files: list[FileProblem] = []
-
-        def claims():
-            for item in iter_claim_files(claim_files, policy, side, files=files):
-                if isinstance(item, ClaimModel):
-                    yield item
-                else:
-                    not_analysed.append({"id": item.id, "errors": [e.as_dict() for e in item.errors]})
-
         try:
-            report = analyze(claims(), read_remit_files(remit_files), policy, clock.today(), keep_lines=False,
-                             reference=reference)
+            report = analyse_files(paths, policy, clock.today(), side, reference, keep_lines=False)
         except (RemitFileError, UsageError) as exc:
             raise ValueError(str(exc).replace(folder + "/", "")) from None
-        report.files = [dict(p.as_dict(), name=p.name.split("-", 1)[-1]) for p in files]
+        report.files = [dict(p, name=p["name"].split("-", 1)[-1]) for p in report.files]
         # read here: the report's worklist lives in a SQLite file of this thread
-        return report_context(report), not_analysed
+        return report_context(report), report.not_analysed
 
 
 def _results(policy: PolicySet, items: list, result, text: str) -> dict[str, Any]:
@@ -559,19 +535,16 @@ def _results(policy: PolicySet, items: list, result, text: str) -> dict[str, Any
     as_read = []
     for index, (item, outcome) in enumerate(zip(items, result.claims)):
         shown: dict[str, Any] = {"index": index, "id": outcome.id, "status": outcome.status,
-                                 "status_text": STATUS_TEXT[outcome.status], "findings": []}
+                                 "status_text": STATUS_WORDS[outcome.status], "findings": []}
         if isinstance(item, Claim):
             as_read.append(item.model_dump(mode="json", exclude_none=True))
-            line_charges = [line.charge or ZERO for line in item.lines]
-            error_lines = {f.line for f in outcome.findings if f.severity == "error"}
-            charges += sum(line_charges, ZERO)
-            at_risk += sum((c for n, c in enumerate(line_charges, 1) if n in error_lines), ZERO)
+            billed, risky = charges_at_risk(item.lines, outcome.findings)
+            charges, at_risk = charges + billed, at_risk + risky
             payer = policy.payers.get(item.payer)
             shown.update(payer=payer.name if payer else item.payer, service_date=item.service_date.isoformat(),
                          codes=", ".join(line.code + ("-" + "-".join(line.modifiers) if line.modifiers else "")
                                          for line in item.lines),
-                         charges=show_money(sum(line_charges, ZERO)) if any(line.charge for line in item.lines)
-                         else "not given")
+                         charges=show_money(billed) if any(line.charge for line in item.lines) else "not given")
             for number, f in enumerate(outcome.findings):
                 source = policy.sources.get(f.source)
                 shown["findings"].append({
@@ -579,7 +552,7 @@ def _results(policy: PolicySet, items: list, result, text: str) -> dict[str, Any
                     "severity_text": SEVERITY_TEXT.get(f.severity, ""), "message": f.message, "carc": f.carc,
                     "group": f.group or "CO", "carc_text": carc_text(f.carc),
                     "rarcs": [{"code": r, "text": rarc_text(r)} for r in f.rarc], "fix": f.fix,
-                    "fix_text": fix_sentence(f.fix), "can_apply": can_apply(f.fix), "rule": f.rule,
+                    "fix_text": fix_text(f.fix), "can_apply": can_apply(f.fix), "rule": f.rule,
                     "source_title": source.title if source else f.source, "source_url": source.url if source else None,
                     "confidence": f.confidence})
         else:
@@ -588,7 +561,7 @@ def _results(policy: PolicySet, items: list, result, text: str) -> dict[str, Any
         claims.append(shown)
     s = result.summary
     summary = f"{s['claims']:,} claim{'' if s['claims'] == 1 else 's'}: " + ", ".join(
-        f"{s[k]} {STATUS_TEXT[k]}" for k in ("reject", "review", "clean", "invalid") if s[k])
+        f"{s[k]} {STATUS_WORDS[k]}" for k in ("reject", "review", "clean", "invalid") if s[k])
     # The claims as read travel in the page's forms (fix, download): as JSON when every claim
     # could be read (a fix needs to find its claim by position), else as they were given.
     every = all(c is not None for c in as_read)
