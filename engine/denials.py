@@ -287,6 +287,7 @@ class DenialReport:
         self.not_analysed: list[dict[str, Any]] = []
         self.files: list[dict[str, Any]] = []
         self.unmatched_remits: list[str] = []
+        self.claims_from_earlier_runs = 0  # kept in the store by earlier runs, when the store was read
         # The worklist and the claims without a remit grow with the year: they are kept on disk.
         self._db = sqlite3.connect("")
         self._db.executescript("""
@@ -518,11 +519,13 @@ def judge_pairs(ctx: Any, by_date: list[tuple[dt.date, list]]) -> list[LineOutco
 
 
 def analyse_files(paths: list[Path], policy: PolicySet, today: dt.date, encounters: dict | None = None,
-                  reference: str | None = None, keep_lines: bool = True) -> DenialReport:
-    """Claim and remittance files in any mix, sorted by content and analysed with nothing kept
-    (``denials --no-store``, the Python API, the workbench). The claims that could not be read
-    go to the report's ``not_analysed``, the problems of files outside every claim to ``files``:
-    said, never dropped."""
+                  reference: str | None = None, keep_lines: bool = True, store: Any = None) -> DenialReport:
+    """Claim and remittance files in any mix, sorted by content and analysed (the Python API, the
+    workbench). Without a ``store`` nothing is kept (``denials --no-store``); with one, the files
+    join what earlier runs kept and everything kept is analysed, as ``denials`` does, with the
+    number of claims from earlier runs in the report's ``claims_from_earlier_runs``. The claims
+    that could not be read go to the report's ``not_analysed``, the problems of files outside every
+    claim to ``files``: said, never dropped."""
     from .pipeline import iter_claim_files
 
     claim_files, remit_files = sort_inputs(paths)
@@ -531,16 +534,34 @@ def analyse_files(paths: list[Path], policy: PolicySet, today: dt.date, encounte
                          f"(claims: 837 or JSON; remittances: 835 or CSV)")
     not_analysed: list[dict[str, Any]] = []
     files: list[Any] = []
+    given = [0]
 
     def claims() -> Iterator[Claim]:
         for item in iter_claim_files(claim_files, policy, encounters, files=files):
             if isinstance(item, Claim):
+                given[0] += 1
                 yield item
             else:
                 not_analysed.append({"id": item.id, "errors": [e.as_dict() for e in item.errors]})
 
-    report = analyze(claims(), read_remit_files(remit_files), policy, today, keep_lines=keep_lines,
-                     reference=reference)
+    remits = read_remit_files(remit_files)
+    if store is None:
+        report = analyze(claims(), remits, policy, today, keep_lines=keep_lines, reference=reference)
+    else:
+        store.add_denial_history(claims(), remits)
+        remits.close()
+        report = analyse_store(store, policy, today, reference, keep_lines)
+        report.claims_from_earlier_runs = max(report.claims_from_earlier_runs - given[0], 0)
     report.not_analysed = not_analysed
     report.files = [p.as_dict() for p in files]
+    return report
+
+
+def analyse_store(store: Any, policy: PolicySet, today: dt.date, reference: str | None = None,
+                  keep_lines: bool = True) -> DenialReport:
+    """Every claim and remit the store keeps from earlier ``denials`` runs, analysed again as known
+    on ``today``; ``claims_from_earlier_runs`` is how many claims that is."""
+    report = analyze(store.denial_claims(), store.denial_remits(), policy, today, keep_lines=keep_lines,
+                     reference=reference)
+    report.claims_from_earlier_runs = store.denial_claim_count()
     return report

@@ -209,8 +209,9 @@ def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: 
                 store: "Store | None", options: dict[str, Any] | None = None,
                 progress: Callable[[int], None] | None = None, resolver: Resolver | None = None,
                 commit: Commit | None = None, reference: str | None = None,
-                files: list[FileProblem] | None = None) -> RunOutcome:
-    """Scrub a batch held in memory (the service's requests); with a store, use its history and keep the run.
+                files: list[FileProblem] | None = None, keep: bool = True) -> RunOutcome:
+    """Scrub a batch held in memory (the service's requests); with a store, use its history and keep
+    the run (unless ``keep`` is false: judged as the store would, nothing written).
 
     A caller serving many batches passes one ``resolver``, so snapshots are resolved and compiled once.
     ``files`` are the problems of the files the batch came from, reported in the result's ``files``.
@@ -229,7 +230,7 @@ def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: 
     history = store.history_for(items, family_lookup(policy, known_on, resolver), upto)
     result = scrub(items, policy, known_on, history=history, progress=progress, resolver=resolver)
     result.files = problems
-    if commit is not None and not commit.allow():
+    if not keep or (commit is not None and not commit.allow()):
         return RunOutcome(result, None)
     run_id = store.record_run(result, items, _encode(items), options or {}, upto,
                               attach=commit.rows(result) if commit is not None else None)

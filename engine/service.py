@@ -519,7 +519,8 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
 
     from .workbench.pages import add_workbench
 
-    add_workbench(app, policy, tokens, resolver, failures, limits.max_claims, reference, store)
+    add_workbench(app, policy, tokens, resolver, failures, limits.max_claims, reference, store,
+                  limits.max_body_bytes)
     return app
 
 

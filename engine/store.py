@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from sqlalchemy import Text, event, func, insert, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import defer
 from sqlmodel import Column, Field, Session, SQLModel, create_engine, select
 
 from . import clock
@@ -362,8 +363,10 @@ class Store:
         return imported
 
     def policy_versions(self) -> list[PolicyVersion]:
+        """Every stored version, oldest first, without its content (``load_policy`` reads one)."""
         with Session(self.engine) as session:
-            return list(session.exec(select(PolicyVersion).order_by(PolicyVersion.imported_at)))
+            return list(session.exec(select(PolicyVersion).options(defer(PolicyVersion.content))
+                                     .order_by(PolicyVersion.imported_at)))
 
     def load_policy(self, digest: str) -> PolicySet:
         with Session(self.engine) as session:

@@ -129,6 +129,33 @@ def test_policy_history_of_a_code(policy):
     assert result.exit_code == 0 and "medicare.telephone-em-deleted" in result.stdout
 
 
+def test_policy_between_two_dates_of_service_and_two_knowledge_dates(policy):
+    from engine.policy.diff import View, diff_views
+
+    day = dt.date.fromisoformat
+    deleted = diff_views(policy, "medicare", None, View(day("2024-12-31"), day("2026-01-01")),
+                         View(day("2025-01-01"), day("2026-01-01")), "99442")
+    got = {(c.kind, c.id, c.change) for c in deleted}
+    assert ("code", "99442", "values") in got and ("rule", "medicare.telephone-em-deleted", "added") in got
+    (values,) = [c for c in deleted if c.kind == "code"]
+    assert values.detail.endswith("=> kind=telephone-em, replaced_by=99213, status=deleted")
+    # the same date of service, before and after the retroactive extension of 2025-11-12
+    cured = diff_views(policy, "medicare", None, View(day("2025-10-15"), day("2025-10-20")),
+                       View(day("2025-10-15"), day("2025-11-20")), "99213")
+    assert ("rule", "medicare.telehealth-home-non-behavioral", "removed") in {(c.kind, c.id, c.change) for c in cured}
+    assert diff_views(policy, "medicare", None, View(day("2023-03-01"), day("2026-01-01")),
+                      View(day("2023-03-02"), day("2026-01-01"))) == []
+    result = invoke("policy", "between", "medicare", "2025-10-15", "--code", "99213", "--known-on", "2025-10-20",
+                    "--then-known-on", "2025-11-20", "--format", "json")
+    body = json.loads(result.stdout)
+    assert body["first"] == {"date_of_service": "2025-10-15", "known_on": "2025-10-20"}
+    assert body["second"] == {"date_of_service": "2025-10-15", "known_on": "2025-11-20"}
+    assert "medicare.telehealth-home-non-behavioral" in {c["id"] for c in body["changes"]}
+    table = invoke("policy", "between", "medicare", "2024-12-31", "2025-01-01", "--code", "99442")
+    assert table.exit_code == 0 and "3 changes" in table.stdout and "medicare.telephone-em-deleted" in table.stdout
+    assert invoke("policy", "between", "nope", "2025-01-01").exit_code == 2
+
+
 def test_policy_query_who_pays_audio_only_in_texas():
     result = invoke("policy", "query", "--code", "99213", "--modifier", "93", "--pos", "10", "--modality", "audio-only",
                     "--location", "home", "--state", "TX", "--date", "2025-06-01", "--format", "json")

@@ -213,6 +213,23 @@ def test_policy_explorer_timeline_and_who_pays(client):
     assert unclear.status_code == 422 and "did not understand &#39;gizmos&#39;" in unclear.text
 
 
+def test_policy_explorer_compares_two_dates_of_service_and_two_knowledge_dates(client):
+    signed_in(client)
+    deleted = client.get("/policy/between", params={"payer": "medicare", "code": "99442", "first": "2024-12-31",
+                                                    "second": "2025-01-01", "first_known": "2026-01-01"}).text
+    rows = re.findall(r"<tr><td>(.*?)</td>\s*<td>(.*?)</td>\s*<td>(.*?)</td><td>(.*?)</td></tr>", deleted, re.S)
+    assert ("code table", "code 99442", "values") in [r[:3] for r in rows]
+    assert any("medicare.telephone-em-deleted" in r[1] and r[2] == "added" for r in rows)
+    assert "from dates of service 2024-12-31, as known on 2026-01-01 to dates of service 2025-01-01" in deleted
+    lapse = client.get("/policy/between", params={"payer": "medicare", "code": "99213", "first": "2025-10-15",
+                                                  "first_known": "2025-10-20", "second_known": "2025-11-20"}).text
+    assert re.search(r"medicare.telehealth-home-non-behavioral</a></td>\s*<td>removed", lapse)
+    bad = client.get("/policy/between", params={"payer": "medicare", "first": "15/10/2025"})
+    assert bad.status_code == 422 and "YYYY-MM-DD" in bad.text
+    no_store = client.get("/policy/versions", params={"old": "sha256:a", "new": "sha256:b"})
+    assert no_store.status_code == 404 and "no store" in no_store.text
+
+
 def test_whatif_grid_of_variants_and_of_knowledge_dates(client):
     csrf = signed_in(client)
     page = client.post("/whatif", data={"csrf": csrf, "claims": json.dumps(AUDIO_ONLY_2025),
@@ -246,6 +263,68 @@ def test_runs_page_lists_stored_runs_and_replays_them(tmp_path):
     assert client.post("/runs/nope/replay", data={"csrf": csrf}).status_code == 404
 
 
+def test_with_a_store_scrubs_are_kept_as_runs_and_judged_against_earlier_ones(tmp_path):
+    from engine.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    client = TestClient(create_app(load_policies(), store, {TOKEN}))
+    csrf = signed_in(client)
+    first = dict(CLEAN, patient={"id": "P-7"})
+    page = client.post("/scrub", data={"csrf": csrf, "claims": json.dumps(first), "keep": "on"}).text
+    run_id = re.search(r'id="kept-run">Kept in the store as run <a href="/runs#run-(\w+)"', page).group(1)
+    assert f'<tr id="run-{run_id}">' in client.get("/runs").text
+    # the same service billed again on another claim: a duplicate of the kept one, without keeping this try
+    again = client.post("/scrub", data={"csrf": csrf, "claims": json.dumps(dict(first, id="W-2b"))}).text
+    assert "cpt.duplicate-line" in again and 'id="kept-run"' not in again
+    assert len(store.runs()) == 1
+
+
+def test_with_a_store_the_explorer_compares_stored_policy_versions(tmp_path, policy_copy):
+    from engine.store import Store
+
+    rules = policy_copy / "cpt" / "rules.yaml"
+    rules.write_text(rules.read_text().replace("message: \"Modifier 93 (audio-only) took effect on 2022-01-01;",
+                                               "message: \"Modifier 93 (audio-only) began on 2022-01-01;"))
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    draft = load_policies(policy_copy)
+    store.import_policy(draft)
+    policy = load_policies()
+    client = TestClient(create_app(policy, store, {TOKEN}))
+    signed_in(client)
+    page = client.get("/policy").text
+    assert f'<option value="{policy.digest}" selected>' in page and "(this server&#39;s)" in page
+    diff = client.get("/policy/versions", params={"old": draft.digest, "new": policy.digest}).text
+    assert re.search(r"cpt.modifier-93-before-2022 revision 2021-09-01</a></td>\s*<td>re-worded</td>", diff)
+    assert client.get("/policy/versions", params={"old": "sha256:nope", "new": policy.digest}).status_code == 422
+
+
+def test_with_a_store_denials_keep_their_files_and_past_analyses_are_read_again(tmp_path):
+    from engine.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    client = TestClient(create_app(load_policies(), store, {TOKEN}))
+    csrf = signed_in(client)
+    assert "keeps no claims from earlier analyses yet" in client.get("/denials").text
+    example = ROOT / "examples" / "x12-denials"
+    files = [("files", (p.name, p.read_bytes(), "text/plain"))
+             for p in sorted((example / "remits").glob("*")) + sorted((example / "claims").glob("*"))]
+    files.append(("encounters", ("encounters.json", (example / "encounters.json").read_bytes(), "application/json")))
+    first = client.post("/denials", data={"csrf": csrf, "keep": "on", "action": "files"}, files=files).text
+    assert "kept in the store by earlier analyses" not in first
+    worklist = html.unescape(re.search(r'name="worklist" value="([^"]*)"', first).group(1))
+    download = client.post("/denials/worklist", data={"csrf": csrf, "worklist": worklist})
+    assert download.headers["content-disposition"].startswith('attachment; filename="worklist-')
+    rows = list(csv.DictReader(io.StringIO(download.text)))
+    assert len(rows) == 2 and sum(float(r["charge"]) for r in rows) == 155.0
+    kept = store.denial_claim_count()
+    assert kept > 0 and f"The store keeps {kept} claims" in client.get("/denials").text
+    again = client.post("/denials", data={"csrf": csrf, "action": "stored"}).text
+    assert f"Includes {kept} claims kept in the store by earlier analyses." in again
+    assert 'id="to-recover">To correct, resubmit or appeal: <strong>$155.00</strong>' in again
+    forged = client.post("/denials/worklist", data={"csrf": "nope", "worklist": worklist})
+    assert forged.status_code == 403
+
+
 # ---- in a real browser -------------------------------------------------------------------
 
 AXE = (Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js").read_text()
@@ -269,6 +348,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
                     reason="Chromium and chromium-driver are not installed here (make test installs them)")
 def test_the_workbench_in_headless_chromium_by_keyboard(tmp_path):
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -297,10 +377,22 @@ def test_the_workbench_in_headless_chromium_by_keyboard(tmp_path):
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         wait = WebDriverWait(driver, 30)
 
+        def gone(element) -> None:
+            """Wait until the page that held the element has been replaced."""
+            def replaced(_driver) -> bool:
+                try:
+                    element.is_enabled()
+                    return False
+                except StaleElementReferenceException:
+                    return True
+                except WebDriverException:  # asked mid-navigation ("node does not belong to the document")
+                    return False
+            wait.until(replaced)
+
         def submit(field) -> None:
             """Submit the field's form and wait for the page it leads to."""
             field.submit()
-            wait.until(expected.staleness_of(field))
+            gone(field)
         base = f"http://127.0.0.1:{port}"
         driver.get("data:text/html,<html lang=en><title>t</title><img src='x.png'></html>")
         with pytest.raises(AssertionError, match="image-alt"):  # the check can fail
@@ -328,7 +420,7 @@ def test_the_workbench_in_headless_chromium_by_keyboard(tmp_path):
         accessible(driver, "scrub results")
         button = driver.find_element(By.CSS_SELECTOR, "#claim-1 form[action='/scrub/fix'] button")
         button.send_keys(Keys.ENTER)
-        wait.until(expected.staleness_of(button))
+        gone(button)
         assert wait.until(visible((By.ID, "at-risk"))).text == "$0.00"
         assert "99213-93" in driver.find_element(By.CSS_SELECTOR, "#claim-1 .facts").text
 
@@ -348,6 +440,11 @@ def test_the_workbench_in_headless_chromium_by_keyboard(tmp_path):
         assert "code 99442 deleted" in table and "2025-11-12 retroactive" in table and "2026-02-03 retroactive" in table
         driver.save_screenshot(str(shots / "workbench-policy-timeline.png"))
         accessible(driver, "policy timeline")
+        driver.get(base + "/policy/between?payer=medicare&code=99213&first=2025-10-15&first_known=2025-10-20"
+                          "&second_known=2025-11-20")
+        assert "medicare.telehealth-home-non-behavioral" in wait.until(visible((By.ID, "changes"))).text
+        driver.save_screenshot(str(shots / "workbench-policy-between.png"))
+        accessible(driver, "policy between two knowledge dates")
 
         driver.get(base + "/denials")
         example = ROOT / "examples" / "x12-denials"
@@ -358,6 +455,10 @@ def test_the_workbench_in_headless_chromium_by_keyboard(tmp_path):
         assert "$155.00" in wait.until(visible((By.ID, "to-recover"))).text
         driver.save_screenshot(str(shots / "workbench-denials.png"))
         accessible(driver, "denials")
+        again = driver.find_element(By.CSS_SELECTOR, 'button[value="stored"]')
+        again.send_keys(Keys.ENTER)  # the files were kept: the past analysis, by keyboard
+        gone(again)
+        assert "$155.00" in wait.until(visible((By.ID, "to-recover"))).text
 
         driver.get(base + "/whatif")
         driver.find_element(By.ID, "claims").send_keys(json.dumps(AUDIO_ONLY_2025))

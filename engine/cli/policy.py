@@ -186,6 +186,51 @@ def policy_diff(
     out.print(count(len(changes), "change"))
 
 
+@policy_app.command("between")
+def policy_between(
+    payer: str = typer.Argument(..., help="Payer key from payers.yaml."),
+    first: str = typer.Argument(..., metavar="DATE", callback=parse_date, help="The first date of service."),
+    second: Optional[str] = typer.Argument(None, metavar="DATE", callback=parse_date,
+                                           help="The second date of service (default: the first)."),
+    code: Optional[str] = typer.Option(None, "--code", help="Only what touches this procedure code."),
+    state: Optional[str] = typer.Option(None, "--state", help="State, for state layers."),
+    known_on: Optional[str] = KnownOnOpt,
+    then_known_on: Optional[str] = typer.Option(None, "--then-known-on", callback=parse_date, metavar="DATE",
+                                                help="Knowledge date of the second view (default: --known-on)."),
+    policies: Optional[Path] = PoliciesOpt,
+    format: ShortFormat = typer.Option(ShortFormat.table, "--format", "-f"),
+) -> None:
+    """What changed for a payer between two dates of service, or between two knowledge dates.
+
+    'policy between medicare 2024-12-31 2025-01-01 --code 99442' shows the deletion of 99442;
+    'policy between medicare 2025-10-15 --known-on 2025-10-20 --then-known-on 2025-11-20'
+    shows what a retroactive extension changed about the same dates of service.
+    """
+    from ..policy.diff import View, diff_views
+
+    policy = load_tree(policies)
+    key = payer.lower()
+    if key not in policy.payers:
+        raise typer.BadParameter(f"unknown payer '{payer}'; known: {', '.join(sorted(policy.payers))}")
+    known = known_on or clock.today()
+    views = View(first, known), View(second or first, then_known_on or known)
+    changes = diff_views(policy, key, state.upper() if state else None, *views, code)
+    if format is ShortFormat.json:
+        sys.stdout.write(json.dumps({"payer": key, "code": code.upper() if code else None,
+                                     "first": {"date_of_service": str(views[0].date_of_service),
+                                               "known_on": str(views[0].known_on)},
+                                     "second": {"date_of_service": str(views[1].date_of_service),
+                                                "known_on": str(views[1].known_on)},
+                                     "changes": [c.as_dict() for c in changes]}, indent=2) + "\n")
+        return
+    out.print(f"[bold]{policy.payers[key].name}[/]{' ' + code.upper() if code else ''}: from {views[0]} to {views[1]}",
+              highlight=False)
+    for c in changes:
+        out.print(f"{c.layer:<20} {c.kind:<5} {c.change:<10} {c.id}\n{'':<38}{c.detail}", highlight=False,
+                  markup=False)
+    out.print(count(len(changes), "change"))
+
+
 def _policy_ref(ref: str, db: Optional[str]) -> PolicySet:
     if ref.startswith("sha256:"):
         try:

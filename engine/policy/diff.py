@@ -1,14 +1,16 @@
-"""Semantic differences between two policy sets, and the dated history of one code."""
+"""Semantic differences between two policy sets, between two dated views of one payer, and the
+dated history of one code."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from .fields import describe, walk
 from .loader import EARLIEST
 from .model import PolicySet, RuleRevision
-from .snapshot import parse_when
+from .snapshot import parse_when, resolve
 
 
 @dataclass
@@ -147,3 +149,69 @@ def _names(rule: RuleRevision, code: str | None, kinds: set[str]) -> bool:
         if test.field == "code.kind" and test.op in ("eq", "in") and kinds & set(values):
             return True
     return False
+
+
+def derived_only(rule: RuleRevision) -> bool:
+    """A rule that turns on a derived fact (a telehealth line...): it can apply to any code billed so."""
+    return any(test.field.startswith("derived") for test in walk(parse_when(rule.when, ())))
+
+
+@dataclass(frozen=True)
+class View:
+    """One way of looking at a payer's policy: claims with this date of service, as known on this date."""
+    date_of_service: dt.date
+    known_on: dt.date
+
+    def __str__(self) -> str:
+        return f"dates of service {self.date_of_service}, as known on {self.known_on}"
+
+
+def diff_views(policy: PolicySet, payer: str, state: str | None, first: View, second: View,
+               code: str | None = None) -> list[Change]:
+    """What a claim meets under ``second`` that it did not under ``first``: rules that came into or
+    went out of force, rules whose revision changed, and code values. Two dates of service show
+    what changed over time; two knowledge dates show what a later (perhaps retroactive)
+    publication changed about the same dates. With a code, only what touches it: its values, the
+    rules that name it or its kinds, and the rules any code meets when billed a certain way."""
+    code = code.upper() if code else None
+    a, b = (resolve(policy, payer, state, view.known_on) for view in (first, second))
+    changes: list[Change] = []
+
+    def values(snap, day: dt.date) -> dict[str, dict[str, Any]]:
+        if code is None:
+            return snap.codes_on(day)
+        attrs = snap.code_attrs(code, day)
+        return {code: attrs} if attrs else {}
+
+    va, vb = values(a, first.date_of_service), values(b, second.date_of_service)
+    for name in sorted(set(va) | set(vb)):
+        if name not in vb:
+            changes.append(Change("code table", "code", name, "removed", _attrs(va[name])))
+        elif name not in va:
+            changes.append(Change("code table", "code", name, "added", _attrs(vb[name])))
+        elif _attrs(va[name]) != _attrs(vb[name]):
+            changes.append(Change("code table", "code", name, "values", f"{_attrs(va[name])} => {_attrs(vb[name])}"))
+    kinds = {attrs["kind"] for attrs in (*va.values(), *vb.values()) if "kind" in attrs}
+
+    def in_force(snap, day: dt.date) -> dict[str, RuleRevision]:
+        return {r.rule_id: r.revision for r in snap.rules if r.revision.effective.covers(day)
+                and (code is None or _names(r.revision, code, kinds) or derived_only(r.revision))}
+
+    ra, rb = in_force(a, first.date_of_service), in_force(b, second.date_of_service)
+    for rule_id in sorted(set(ra) | set(rb)):
+        old, new = ra.get(rule_id), rb.get(rule_id)
+        if new is None:
+            changes.append(Change(old.layer, "rule", rule_id, "removed", f"no longer in force: {old.title}"))
+        elif old is None:
+            changes.append(Change(new.layer, "rule", rule_id, "added", f"in force: {new.title}"))
+        elif (old.layer, old.published) != (new.layer, new.published):
+            aa, bb = _rule_aspects(old), _rule_aspects(new)
+            changed = [Change(new.layer, "rule", rule_id, aspect, f"{_show(aa[aspect])} => {_show(bb[aspect])}")
+                       for aspect in aa if aa[aspect] != bb[aspect]]
+            changes.extend(changed or [Change(new.layer, "rule", rule_id, "revision",
+                                              f"{old.layer} {old.published} => {new.layer} {new.published}")])
+    return changes
+
+
+def _attrs(attrs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={attrs[k]}" for k in sorted(attrs)) or "(no values)"

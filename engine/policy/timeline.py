@@ -13,11 +13,9 @@ import datetime as dt
 import html
 from dataclasses import dataclass
 
-from .diff import _names
-from .fields import walk
+from .diff import _names, derived_only
 from .loader import EARLIEST
 from .model import PolicySet
-from .snapshot import parse_when
 
 
 @dataclass
@@ -37,10 +35,6 @@ class Row:
     @property
     def retroactive(self) -> bool:
         return self.published is not None and (self.published > self.start or self.reaches_back)
-
-
-def _derived(rule) -> bool:
-    return any(test.field.startswith("derived") for test in walk(parse_when(rule.when, ())))
 
 
 def code_timeline(policy: PolicySet, payer: str, code: str, state: str | None = None) -> list[Row]:
@@ -69,7 +63,7 @@ def code_timeline(policy: PolicySet, payer: str, code: str, state: str | None = 
             if rule.derive:
                 continue
             named = _names(rule, code, kinds)
-            if not named and not _derived(rule):
+            if not named and not derived_only(rule):
                 continue
             then = rule.then
             rows.append(Row("rule" if named else "derived", name, rule.rule_id, rule.title, rule.source,

@@ -61,10 +61,12 @@ class Form(dict):
 
 def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: Resolver,
                   failures: Any, max_claims: int, reference: str | None = None,
-                  store: "Store | None" = None) -> None:
+                  store: "Store | None" = None, max_body: int = 1 << 20) -> None:
     """``failures`` counts wrong tokens per address (the API's ``FailedTokens``: sign-in shares its limit);
     ``reference`` is the SQLite file of imported CMS releases, if any; ``store`` the service's
-    store, whose runs the runs page lists (nothing else is written to it from here)."""
+    store: the runs page lists its runs, scrubs are judged against its history and kept there
+    as runs, and denial analyses may keep their files there; ``max_body`` bounds a form field (a
+    page's claims or worklist travel in its forms)."""
     from fastapi.staticfiles import StaticFiles
 
     key = sessions.secret_key(tokens)
@@ -85,7 +87,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
 
     async def read_form(request: Request) -> Form:
         form = Form()
-        async with request.form(max_files=MAX_FILES, max_fields=40) as data:
+        async with request.form(max_files=MAX_FILES, max_fields=40, max_part_size=max_body) as data:
             for name, value in data.multi_items():
                 if hasattr(value, "read"):
                     raw = await value.read()
@@ -149,7 +151,8 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         return response
 
     page = page_of("scrub.html", "scrub", lambda: {"payers": payer_choices, "claims_text": "", "known_on": "",
-                                                    "payer": "", "results": None})
+                                                    "payer": "", "results": None, "store": store is not None,
+                                                    "keep": store is not None, "run_id": None})
 
     async def checked(request: Request) -> tuple[sessions.Session | None, Form | Response]:
         """The session and the form, or the answer to give instead: sign in again, or (a form
@@ -163,8 +166,10 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
                                                          "on; send it again from this page.")
         return signed, form
 
-    def judge(text: str, known_on: str, payer: str) -> tuple[dict[str, Any] | None, str | None, list]:
-        """The results to show, or why there are none; also the claims as read, for the next form."""
+    def judge(text: str, known_on: str, payer: str, keep: bool = False) -> tuple[dict[str, Any] | None, str | None, list]:
+        """The results to show, or why there are none; also the claims as read, for the next form.
+        With a store, claims are judged against its history, as the API judges them, and kept as a
+        run when ``keep`` (the run's id is in the results)."""
         try:
             day = dt.date.fromisoformat(known_on) if known_on else clock.today()
         except ValueError:
@@ -181,15 +186,20 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
             return None, f"at most {max_claims} claims at a time here; use the command line for more", []
         if payer:
             items = [i.model_copy(update={"payer": payer}) if isinstance(i, Claim) else i for i in items]
-        result = scrub_items(items, policy, day, None, resolver=resolver, files=files).result
-        return _results(policy, items, result, text), None, items
+        outcome = scrub_items(items, policy, day, store, {"via": "workbench", "payer": payer or None},
+                              resolver=resolver, files=files, keep=keep)
+        return dict(_results(policy, items, outcome.result, text), run_id=outcome.run_id), None, items
 
-    async def scrub_response(signed, text: str, known_on: str, payer: str) -> Response:
+    async def scrub_response(signed, text: str, known_on: str, payer: str, keep: bool) -> Response:
         if not text.strip():
-            return page(signed, error="Paste a claim or choose a file.", known_on=known_on, payer=payer)
+            return page(signed, error="Paste a claim or choose a file.", known_on=known_on, payer=payer, keep=keep)
         # off the event loop, as the API judges: a batch of 2,000 claims takes a second or two
-        results, error, _ = await run_in_threadpool(judge, text, known_on, payer)
-        return page(signed, claims_text=text, known_on=known_on, payer=payer, results=results, error=error)
+        results, error, _ = await run_in_threadpool(judge, text, known_on, payer, keep)
+        return page(signed, claims_text=text, known_on=known_on, payer=payer, results=results, error=error,
+                    keep=keep)
+
+    def keeps(form: Form) -> bool:
+        return store is not None and form.get("keep") == "on"
 
     @app.post("/scrub", include_in_schema=False)
     async def scrub(request: Request) -> Response:
@@ -197,7 +207,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         if not isinstance(form, Form):
             return form
         text = form.get("file") or form.get("claims", "")
-        return await scrub_response(signed, text, form.get("known_on", ""), form.get("payer", ""))
+        return await scrub_response(signed, text, form.get("known_on", ""), form.get("payer", ""), keeps(form))
 
     @app.post("/scrub/fix", include_in_schema=False)
     async def fix(request: Request) -> Response:
@@ -216,10 +226,11 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
                 raise ValueError("that fix cannot be applied")
             claims[claim_index] = apply_fix(claims[claim_index], finding["line"], finding["fix"])
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            return page(signed, claims_text=text, known_on=known_on, payer=payer, results=results,
+            return page(signed, claims_text=text, known_on=known_on, payer=payer, results=results, keep=keeps(form),
                         error=f"The fix was not applied: {exc}" if isinstance(exc, ValueError) else
                         "The fix was not applied: the claims changed since they were judged.")
-        return await scrub_response(signed, json.dumps(claims, indent=2, default=json_default), known_on, payer)
+        return await scrub_response(signed, json.dumps(claims, indent=2, default=json_default), known_on, payer,
+                                    keeps(form))
 
     @app.post("/scrub/download", include_in_schema=False)
     async def download(request: Request) -> Response:
@@ -242,25 +253,57 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         return Response(json.dumps(results["document"], indent=2, default=json_default), media_type="application/json",
                         headers={"Content-Disposition": f'attachment; filename="scrub-{day}.json"'})
 
-    denials_page = page_of("denials.html", "denials", lambda: {"report": None, "not_analysed": []})
+    def kept_claims() -> int:
+        return store.denial_claim_count() if store is not None else 0
+
+    denials_page = page_of("denials.html", "denials", lambda: {
+        "report": None, "not_analysed": [], "store": store is not None, "kept": kept_claims(), "worklist_csv": "",
+        "earlier": 0})
 
     @app.post("/denials", include_in_schema=False)
     async def denials(request: Request) -> Response:
+        from ..denials import analyse_store
+
         signed, form = await checked(request)
         if not isinstance(form, Form):
             return form
         uploads = [(name, data) for field, name, data in form.uploads if field == "files"]
         encounters = next((data for field, _, data in form.uploads if field == "encounters"), None)
-        if not uploads:
-            return denials_page(signed, error="Choose the claim and remittance files.")
+        keep = store if form.get("keep") == "on" else None
         try:
-            report, not_analysed = await run_in_threadpool(_analyse, policy, uploads, encounters, reference)
+            if form.get("action") == "stored" and store is not None:
+                shown = await run_in_threadpool(
+                    lambda: _denials_shown(analyse_store(store, policy, clock.today(), reference, False)))
+            elif not uploads:
+                return denials_page(signed, error="Choose the claim and remittance files.")
+            else:
+                shown = await run_in_threadpool(
+                    lambda: _denials_shown(_analyse(policy, uploads, encounters, reference, keep)))
         except ValueError as exc:
             return denials_page(signed, error=str(exc))
-        return denials_page(signed, report=report, not_analysed=not_analysed)
+        return denials_page(signed, **shown)
+
+    @app.post("/denials/worklist", include_in_schema=False)
+    async def denials_worklist(request: Request) -> Response:
+        """The worklist of the analysis on the page, as the CSV ``denials --worklist`` writes."""
+        signed, form = await checked(request)
+        if not isinstance(form, Form):
+            return form
+        day = clock.today().isoformat()
+        return Response(form.get("worklist", ""), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="worklist-{day}.csv"'})
+
+    def stored_versions() -> list[dict[str, Any]]:
+        listed = [{"digest": v.digest, "label": f"{v.imported_at:%Y-%m-%d %H:%M} · {v.rule_count} rule revisions · "
+                   f"{v.digest[7:19]}" + (" (this server's)" if v.digest == policy.digest else "")}
+                  for v in (store.policy_versions() if store is not None else [])]
+        return listed[::-1]  # newest first
 
     policy_page = page_of("policy.html", "policy", lambda: {
-        "payers": payer_choices, "code": "", "payer": "medicare", "state": "", "q": "", "rows": None, "answer": None},
+        "payers": payer_choices, "code": "", "payer": "medicare", "state": "", "q": "", "rows": None, "answer": None,
+        "between": {"payer": "medicare", "state": "", "code": "", "first": "", "first_known": "", "second": "",
+                    "second_known": ""},
+        "versions": stored_versions(), "old": "", "new": "", "changes": None},
         route=False)  # /policy answers its own query string
 
     @app.get("/policy", include_in_schema=False)
@@ -290,6 +333,49 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
                 row.source_title, row.source_url = (source.title, source.url) if source else (row.source, None)
             context.update(rows=rows, svg=timeline_svg(rows, clock.today()), payer_name=policy.payers[payer].name)
         return policy_page(signed, **context)
+
+    @app.get("/policy/between", include_in_schema=False)
+    def policy_between(request: Request, payer: str = "medicare", state: str = "", code: str = "", first: str = "",
+                       first_known: str = "", second: str = "", second_known: str = "") -> Response:
+        from ..policy.diff import View, diff_views
+
+        signed = current(request)
+        if signed is None:
+            return to_sign_in()
+        asked = {"payer": payer, "state": state.strip().upper(), "code": code.strip().upper(), "first": first,
+                 "first_known": first_known, "second": second, "second_known": second_known}
+        try:
+            today = clock.today()
+            start = dt.date.fromisoformat(first)
+            views = (View(start, dt.date.fromisoformat(first_known) if first_known else today),
+                     View(dt.date.fromisoformat(second) if second else start,
+                          dt.date.fromisoformat(second_known) if second_known else
+                          dt.date.fromisoformat(first_known) if first_known else today))
+        except ValueError:
+            return policy_page(signed, status=422, between=asked, error="give the dates as YYYY-MM-DD (the first "
+                                                                        "date of service is needed)")
+        if payer not in policy.payers:
+            return policy_page(signed, status=422, between=asked, error="choose a payer")
+        changes = diff_views(policy, payer, asked["state"] or None, *views, asked["code"] or None)
+        title = (f"{policy.payers[payer].name}{' ' + asked['code'] if asked['code'] else ''}: from {views[0]} "
+                 f"to {views[1]}")
+        return policy_page(signed, between=asked, changes=changes, changes_title=title)
+
+    @app.get("/policy/versions", include_in_schema=False)
+    def policy_versions(request: Request, old: str = "", new: str = "") -> Response:
+        from ..policy.diff import diff_policies
+
+        signed = current(request)
+        if signed is None:
+            return to_sign_in()
+        if store is None:
+            return policy_page(signed, status=404, error="this server keeps no store, so no stored policy versions")
+        known = {v["digest"] for v in stored_versions()}
+        if old not in known or new not in known:
+            return policy_page(signed, status=422, old=old, new=new, error="choose two stored policy versions")
+        trees = [policy if digest == policy.digest else store.load_policy(digest) for digest in (old, new)]
+        return policy_page(signed, old=old, new=new, changes=diff_policies(*trees),
+                           changes_title=f"From policy version {old[7:19]} to {new[7:19]}")
 
     @app.get("/policy/code/{code}", include_in_schema=False)
     def policy_code(request: Request, code: str, payer: str = "medicare", state: str = "") -> Response:
@@ -496,9 +582,10 @@ def _yaml_of(policy: PolicySet, where, rule_id: str) -> str:
 
 
 def _analyse(policy: PolicySet, uploads: list[tuple[str, bytes]], encounters: bytes | None,
-             reference: str | None):
-    """The uploaded files analysed as ``denials --no-store`` would (sorted by content, nothing kept),
-    as the report's page shows it. The files live in a private temporary folder meanwhile."""
+             reference: str | None, store: "Store | None" = None):
+    """The uploaded files analysed as ``denials`` would (sorted by content): with ``store``, kept
+    there and analysed with what earlier runs kept; without, nothing kept (``--no-store``).
+    The files live in a private temporary folder meanwhile."""
     import tempfile
 
     from ..denials import RemitFileError, analyse_files
@@ -520,12 +607,20 @@ def _analyse(policy: PolicySet, uploads: list[tuple[str, bytes]], encounters: by
             except UsageError:
                 raise ValueError("the encounters file is not a JSON object keyed by claim id") from None
         try:
-            report = analyse_files(paths, policy, clock.today(), side, reference, keep_lines=False)
+            report = analyse_files(paths, policy, clock.today(), side, reference, keep_lines=False, store=store)
         except (RemitFileError, UsageError) as exc:
             raise ValueError(str(exc).replace(folder + "/", "")) from None
         report.files = [dict(p, name=p["name"].split("-", 1)[-1]) for p in report.files]
-        # read here: the report's worklist lives in a SQLite file of this thread
-        return report_context(report), report.not_analysed
+        return report
+
+
+def _denials_shown(report) -> dict[str, Any]:
+    """What the denials page shows of a report; read on the thread that made it, since the report's
+    worklist lives in a SQLite file of that thread."""
+    from ..denials import worklist_csv
+
+    return {"report": report_context(report), "not_analysed": report.not_analysed,
+            "worklist_csv": worklist_csv(report), "earlier": report.claims_from_earlier_runs}
 
 
 def _results(policy: PolicySet, items: list, result, text: str) -> dict[str, Any]:
