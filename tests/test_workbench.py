@@ -65,6 +65,18 @@ def test_pages_need_a_session_and_the_cookie_is_guarded(client):
     assert client.post("/v1/scrub", json=AUDIO_ONLY_2025).status_code == 401
 
 
+def test_every_page_and_form_without_a_session_goes_to_sign_in(client):
+    client.cookies.clear()
+    public = ("/login", "/v1/", "/healthz", "/docs", "/openapi", "/workbench/static")
+    routes = [(method, route.path.replace("{code}", "99442").replace("{rule_id}", "x").replace("{run_id}", "x"))
+              for route in client.app.routes if not route.path.startswith(public) and route.path != "/"
+              for method in getattr(route, "methods", ()) if method in ("GET", "POST")]
+    assert {"/policy/between", "/policy/versions", "/denials/worklist", "/scrub/fix"} <= {p for _, p in routes}
+    for method, path in routes:
+        response = client.request(method, path)
+        assert (response.url.path, response.status_code) == ("/login", 200) and response.history, path
+
+
 def test_sign_in_shares_the_apis_limit_on_wrong_tokens():
     client = TestClient(create_app(load_policies(), None, {TOKEN}, Limits(failed_tokens=2)))
     for _ in range(3):
