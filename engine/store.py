@@ -18,9 +18,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -118,6 +119,10 @@ class ClaimRecord(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text))
 
 
+# Built once: the service reads this on every request it stores.
+_MAX_RECORD = select(func.coalesce(func.max(ClaimRecord.__table__.c.id), 0))
+
+
 class StoredClaim(SQLModel, table=True):
     """A claim kept for denial analysis: one row per claim id, the latest version wins."""
 
@@ -184,6 +189,22 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 
 def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN")
+
+
+_WRITER_LOCKS: dict[str, threading.RLock] = {}
+_WRITER_LOCKS_GUARD = threading.Lock()
+
+
+def _writer_lock(path: Path | None) -> Any:
+    """One lock per SQLite file in this process. SQLite lets one writer in at a time, and a writer
+    kept out waits in its busy handler, which sleeps and polls (up to 100 ms a sleep): under
+    eight concurrent requests some waited a second. Threads of one process queue on this lock
+    instead and go in as soon as the writer before them commits; other processes still meet the
+    busy handler. PostgreSQL takes concurrent writers itself: no lock."""
+    if path is None:
+        return nullcontext()
+    with _WRITER_LOCKS_GUARD:
+        return _WRITER_LOCKS.setdefault(str(path.resolve()), threading.RLock())
 
 
 def _is_busy(exc: DBAPIError) -> bool:
@@ -269,6 +290,7 @@ class Store:
                 event.listen(engine, "begin", begin)
         else:
             self.writer = self.engine
+        self._write_lock = _writer_lock(path)
         try:
             self._upgrade_schema()
         except OperationalError as exc:
@@ -308,7 +330,7 @@ class Store:
         """Run ``work`` in one write transaction and commit it, retrying when other writers hold the store."""
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                with Session(self.writer) as session:
+                with self._write_lock, Session(self.writer) as session:
                     value = work(session)
                     session.commit()
                     return value
@@ -377,19 +399,21 @@ class Store:
 
     # ---- history -----------------------------------------------------------------
 
-    def _latest_records(self, session: Session, patients: set[str], exclude: set[str],
-                        upto: int | None) -> list[ClaimRecord]:
+    def _latest_records(self, connection: Any, patients: set[str], upto: int | None) -> list[tuple]:
+        """(id, claim id, patient id, body) of each claim's latest complete record, oldest first.
+        Read with Core, not ORM objects: this runs on every request the service stores."""
         if not patients:
             return []
-        query = (select(ClaimRecord).join(Run, Run.id == ClaimRecord.run_id)
-                 .where(Run.complete == True, ClaimRecord.patient_id.in_(sorted(patients))))  # noqa: E712
+        records = ClaimRecord.__table__.c
+        query = (select(records.id, records.claim_id, records.patient_id, records.body)
+                 .join(Run.__table__, Run.__table__.c.id == records.run_id)
+                 .where(Run.__table__.c.complete == True, records.patient_id.in_(sorted(patients))))  # noqa: E712
         if upto is not None:
-            query = query.where(ClaimRecord.id <= upto)
-        latest: dict[str, ClaimRecord] = {}
-        for record in session.exec(query.order_by(ClaimRecord.id)):
-            if record.claim_id not in exclude:
-                latest[record.claim_id] = record  # a re-scrubbed claim counts once, as last seen
-        return sorted(latest.values(), key=lambda r: r.id)
+            query = query.where(records.id <= upto)
+        latest: dict[str, tuple] = {}
+        for row in connection.execute(query.order_by(records.id)):
+            latest[row[1]] = tuple(row)  # a re-scrubbed claim counts once, as last seen
+        return sorted(latest.values())
 
     def history_for(self, claims: Iterable[Claim | InvalidClaim], family, upto: int | None = None) -> History:
         """Stored services of the batch's patients; claims in the batch are not their own history."""
@@ -406,23 +430,23 @@ class Store:
         judged now, so they are not their own history.
         """
         rows: list[tuple] = []
-        with Session(self.engine) as session:
-            records = self._latest_records(session, set(patients), set(), upto)
-        batch = in_batch(sorted({r.claim_id for r in records})) if records else set()
-        for record in records:
-            if record.claim_id in batch:
+        with self.engine.connect() as connection:
+            records = self._latest_records(connection, set(patients), upto)
+        batch = in_batch(sorted({claim_id for _, claim_id, _, _ in records})) if records else set()
+        for record_id, claim_id, patient_id, body in records:
+            if claim_id in batch:
                 continue
-            claim = Claim.model_validate_json(record.body)
+            claim = Claim.model_validate_json(body)
             for number, line in enumerate(claim.lines, 1):
                 day = claim.line_date(line)
-                rows.append((record.patient_id, day.toordinal(), record.id - 10**12, number, line.code,
+                rows.append((patient_id, day.toordinal(), record_id - 10**12, number, line.code,
                              family(claim, day, line.code), in_person(claim, line), line.units,
                              claim.line_days(line)))
         return rows
 
     def max_claim_record(self) -> int:
-        with Session(self.engine) as session:
-            return session.exec(select(func.coalesce(func.max(ClaimRecord.id), 0))).one()
+        with self.engine.connect() as connection:
+            return connection.execute(_MAX_RECORD).scalar_one()
 
     # ---- runs --------------------------------------------------------------------
 
@@ -445,18 +469,20 @@ class Store:
                    "body": item.model_dump_json()}
                   for item, c in zip(items, result.claims) if isinstance(item, Claim)]
 
+        run = {"id": run_id, "started_at": clock.now(), "policy_digest": result.policy_version,
+               "known_on": result.known_on, "input_digest": "sha256:" + hashlib.sha256(text.encode()).hexdigest(),
+               "options": json.dumps(options, sort_keys=True), "history_upto": history_upto,
+               "claims": summary["claims"], "clean": summary["clean"], "review": summary["review"],
+               "reject": summary["reject"], "invalid": summary["invalid"], "input": text, "sources": "",
+               "complete": True}
+
         def write(session: Session) -> None:
-            session.add(Run(id=run_id, started_at=clock.now(), policy_digest=result.policy_version,
-                            known_on=result.known_on, input_digest="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
-                            options=json.dumps(options, sort_keys=True), history_upto=history_upto,
-                            claims=summary["claims"], clean=summary["clean"], review=summary["review"],
-                            reject=summary["reject"], invalid=summary["invalid"], input=text))
-            session.flush()
-            # Core inserts, not one ORM object per row: a run's rows are written in one statement each.
+            # Core inserts, not ORM objects: a run's rows are written in one statement a table.
+            session.execute(insert(Run.__table__), [run])
             if findings:
-                session.execute(insert(FindingRow), findings)
+                session.execute(insert(FindingRow.__table__), findings)
             if claims:
-                session.execute(insert(ClaimRecord), claims)
+                session.execute(insert(ClaimRecord.__table__), claims)
             if attach is not None:
                 attach(session, run_id)
 
