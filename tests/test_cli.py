@@ -184,7 +184,10 @@ def test_shell_completion_completes_commands_and_options():
     assert complete("payerpolicy sc") == ["scrub"]
     assert complete("payerpolicy policy q") == ["query"]
     assert "--known-on" in complete("payerpolicy scrub --kn")
-    script = subprocess.run([command, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    # Typer names the shell from the process tree unless told not to; a test run need not have a
+    # shell above it (a CI runner, a detached job), so the shell is named outright.
+    script = subprocess.run([command, "--show-completion", "bash"], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert script.returncode == 0 and "_PAYERPOLICY_COMPLETE" in script.stdout
 
 

@@ -20,7 +20,13 @@ FixAction = Literal[
 ]
 
 
-class _Strict(BaseModel):
+class _Model(BaseModel):
+    # Validators are built on first use, not at import: a start that finds the tree in the
+    # compiled cache never validates policy YAML, and building them all cost ~50 ms a start.
+    model_config = ConfigDict(defer_build=True)
+
+
+class _Strict(_Model):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
@@ -109,7 +115,7 @@ class DisableFile(_Strict):
     reason: str
 
 
-class CodeValueFile(BaseModel):
+class CodeValueFile(_Model):
     """One dated entry; attributes other than the fixed keys are code attributes."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -237,7 +243,7 @@ class TaxonomyFile(_Strict):
 
 # ---- normalised shapes -------------------------------------------------------------
 
-class Where(BaseModel):
+class Where(_Model):
     file: str
     line: int
 
@@ -245,7 +251,7 @@ class Where(BaseModel):
         return f"{self.file}:{self.line}"
 
 
-class RuleRevision(BaseModel):
+class RuleRevision(_Model):
     rule_id: str
     layer: str
     title: str
@@ -267,7 +273,7 @@ class RuleRevision(BaseModel):
         return self.published.isoformat()
 
 
-class Disable(BaseModel):
+class Disable(_Model):
     rule_id: str
     layer: str
     published: dt.date
@@ -276,14 +282,14 @@ class Disable(BaseModel):
     where: Where
 
 
-class CodeValue(BaseModel):
+class CodeValue(_Model):
     effective: Effective
     attrs: dict[str, Any]
     source: str
     confidence: Confidence
 
 
-class CodeRevision(BaseModel):
+class CodeRevision(_Model):
     code: str
     layer: str
     published: dt.date
@@ -291,7 +297,7 @@ class CodeRevision(BaseModel):
     where: Where
 
 
-class Case(BaseModel):
+class Case(_Model):
     name: str
     layer: str
     claim: dict[str, Any]
@@ -304,7 +310,7 @@ class Case(BaseModel):
     data: dict[str, list[list[Any]]] | None = None
 
 
-class Layer(BaseModel):
+class Layer(_Model):
     name: str
     reference_data: str | None = None
     files: list[str] = Field(default_factory=list)
@@ -314,7 +320,7 @@ class Layer(BaseModel):
     diagnosis_groups: dict[str, DiagnosisGroup] = Field(default_factory=dict)
 
 
-class Payer(BaseModel):
+class Payer(_Model):
     key: str
     name: str
     plan_class: str
@@ -330,7 +336,7 @@ class Payer(BaseModel):
         return [tuple(self.layers)] + [tuple(self.layers + extra) for extra in self.states.values()]
 
 
-class PolicySet(BaseModel):
+class PolicySet(_Model):
     digest: str
     root: str
     payers: dict[str, Payer]
