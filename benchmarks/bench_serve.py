@@ -156,8 +156,9 @@ def wrk_workers(tmp: Path, body: str) -> str:
             server.terminate()
             server.wait(timeout=60)
         rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-        p50 = re.search(r"50%\s+(\S+)", text).group(1)
-        p99 = re.search(r"99%\s+(\S+)", text).group(1)
+        # the latency distribution's own lines: "+/- Stdev" columns end in % too (e.g. 68.50%)
+        p50 = re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1)
+        p99 = re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1)
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
         rates[workers] = rate
         lines.append(f"wrk, serve --workers {workers}, no store, 8 connections: {rate:,.0f} requests/s, "
