@@ -111,12 +111,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--store-only", action="store_true",
+                        help="Only one worker with the store, at 1 and 8 clients (to compare two versions)")
     args = parser.parse_args()
     bodies = [json.dumps(c) for c in synthetic_claims(min(args.requests, 5000), seed=11)]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}")
     rates = {}
     with tempfile.TemporaryDirectory(prefix="payerpolicy-serve-") as tmp:
-        for workers, store, threads in [(1, False, 1), (1, False, 8), (1, True, 1), (1, True, 8), (2, False, 8)]:
+        runs = [(1, False, 1), (1, False, 8), (1, True, 1), (1, True, 8), (2, False, 8)]
+        for workers, store, threads in [r for r in runs if r[1]] if args.store_only else runs:
             server, port = serving(workers, store, f"sqlite:///{tmp}/store-{workers}-{threads}.sqlite")
             try:
                 load(port, bodies, 100, threads, 30, store)  # warm: snapshots compiled in every worker
@@ -128,6 +131,8 @@ def main() -> None:
             print(f"serve --workers {workers}, {'with' if store else 'without'} the store, {threads} client "
                   f"thread(s): {r['requests']} requests, {r['errors']} errors, {r['rate']:,.0f} requests/s, "
                   f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
+    if args.store_only:
+        return
     print(f"--workers 2 against 1 (no store, 8 clients): {rates[(2, False, 8)] / rates[(1, False, 8)]:.2f}x "
           f"(the Python client shares the 2 cores with the server)")
     if shutil.which("wrk"):
