@@ -22,7 +22,7 @@ FixAction = Literal[
 
 class _Model(BaseModel):
     # Validators are built on first use, not at import: a start that finds the tree in the
-    # compiled cache never validates policy YAML, and building them all cost ~50 ms a start.
+    # compiled cache never validates policy YAML (building them all cost ~20 ms a start).
     model_config = ConfigDict(defer_build=True)
 
 
