@@ -24,6 +24,7 @@ from .claims import Claim
 from .findings import Finding
 from .money import ZERO, cents, json_default, money_text, parse_money
 from .policy.model import PolicySet
+from .reports import cells
 from .scrub import scrub_iter
 from .x12.match import match_claim
 from .x12.remit835 import Adjustment, RemitClaim, RemitLine, Remittance, read_835
@@ -406,7 +407,7 @@ def worklist_csv(report: DenialReport) -> str:
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
     for row in report.iter_worklist():
-        writer.writerow(dict(row, charge=money_text(row["charge"])))
+        writer.writerow(cells.row(dict(row, charge=money_text(row["charge"]))))
     return out.getvalue()
 
 

@@ -73,6 +73,20 @@ def test_rule_statistics_and_worklist(policy, tmp_path):
     assert set(report.trends()) == {"month", "payer", "family", "carc"}
 
 
+def test_the_worklist_csv_writes_a_formula_like_claim_id_as_text(policy, tmp_path):
+    from engine.denials import worklist_csv
+
+    claims, remit_csv, _ = year(tmp_path, count=40, seed=5)
+    for claim in claims:
+        claim["id"] = "=" + claim["id"]
+    head, *rows = remit_csv.splitlines()
+    remit_csv = "\n".join([head] + ["=" + r for r in rows]) + "\n"
+    report = analyze(parse_claims_text(json.dumps(claims)), read_remit_csv(remit_csv), policy, TODAY)
+    written = list(csv.DictReader(io.StringIO(worklist_csv(report))))
+    assert written and all(r["claim_id"].startswith("'=") for r in written)
+    assert all(not r["charge"].startswith("'") for r in written)
+
+
 def test_denials_command_json_csv_html_and_history(tmp_path, db_url):
     year(tmp_path)
     args = ("denials", tmp_path / "claims", tmp_path / "remits", "--db", db_url)

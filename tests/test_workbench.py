@@ -161,6 +161,19 @@ def test_upload_an_837_and_download_json_and_csv(client):
     assert "<h1>Scrub report</h1>" in report and "<form" not in report and "UHC-1002" in report
 
 
+def test_a_downloaded_csv_never_hands_a_spreadsheet_a_formula(client):
+    from engine.reports.cells import cell
+
+    csrf = signed_in(client)
+    hostile = dict(AUDIO_ONLY_2025, id='=HYPERLINK("http://x.example","open")')
+    as_csv = client.post("/scrub/download", data={"csrf": csrf, "claims": json.dumps([hostile]),
+                                                  "known_on": "2025-10-20", "format": "csv"})
+    rows = list(csv.DictReader(io.StringIO(as_csv.text)))
+    assert rows and {r["claim_id"] for r in rows} == {"'" + hostile["id"]}  # shown as text, not run
+    assert [cell(v) for v in ("-5.00", "+1", "@SUM(A1)", "\tx", "UHC-1")] == ["-5.00", "+1", "'@SUM(A1)", "'\tx",
+                                                                             "UHC-1"]
+
+
 def test_a_broken_claim_says_which_field_and_the_rest_are_judged(client):
     csrf = signed_in(client)
     bad = dict(AUDIO_ONLY_2025, id="W-9", service_date="2025-13-01")

@@ -32,6 +32,7 @@ from ..policy.snapshot import Resolver
 from ..sources import FileProblem, looks_like_x12, x12_items
 from . import session as sessions
 from .fixes import apply_fix, can_apply
+from ..reports import cells
 from ..reports.denials import TEMPLATES as REPORT_TEMPLATES
 from ..reports.denials import report_context
 from ..reports.reasons import carc_text, rarc_text
@@ -676,11 +677,11 @@ def _csv(results: dict[str, Any]) -> str:
                      "rarc", "message", "fix", "source", "confidence"])
     for claim in results["claims"]:
         if not claim["findings"]:
-            writer.writerow([claim["id"], claim["status"]] + [""] * 12)
+            writer.writerow(cells.row([claim["id"], claim["status"]] + [""] * 12))
         for f in claim["findings"]:
-            writer.writerow([claim["id"], claim["status"], f["line"], f["code"], f["severity"], f["rule"],
-                             f["group"] if f["carc"] else "", f["carc"] or "", f["carc_text"],
-                             " ".join(r["code"] for r in f["rarcs"]), f["message"], f["fix_text"],
-                             f["source_title"], f["confidence"]])
+            writer.writerow(cells.row([claim["id"], claim["status"], f["line"], f["code"], f["severity"], f["rule"],
+                                       f["group"] if f["carc"] else "", f["carc"] or "", f["carc_text"],
+                                       " ".join(r["code"] for r in f["rarcs"]), f["message"], f["fix_text"],
+                                       f["source_title"], f["confidence"]]))
     return out.getvalue()
 
