@@ -90,21 +90,23 @@ def test_a_request_in_progress_answers_409_to_its_retry(client, db_url, monkeypa
 
 def test_a_request_answered_504_stores_nothing_and_its_retry_runs_afresh(db_url, monkeypatch):
     judge = scrub_module.judge_claim
-    delay = {"seconds": 1.5}
+    delay = {"seconds": 3.0}
 
     def slow(*args, **kwargs):
         time.sleep(delay["seconds"])
         return judge(*args, **kwargs)
 
     monkeypatch.setattr(scrub_module, "judge_claim", slow)
-    test_client = make_client(db_url, timeout_seconds=0.5)
+    # The limit leaves a loaded machine (CI, two test processes and PostgreSQL on two cores) time to
+    # read the body, so the request times out while judging (504), not while receiving (408).
+    test_client = make_client(db_url, timeout_seconds=1.0)
     # The retry goes to a server with room to spare: a loaded machine must not make it a second 504.
     # (Apps are built before the clock is frozen: FastAPI cannot build one around freezegun's dates.)
     roomy_client = make_client(db_url)
     with freeze_time("2026-11-27", real_asyncio=True):  # the time limit is measured on the event loop's clock
         late = test_client.post("/v1/scrub", content=body(), headers={**AUTH, "Idempotency-Key": "late"})
         assert late.status_code == 504 and "nothing was stored" in late.json()["detail"]
-        time.sleep(2.0)  # the abandoned scrub has finished judging by now, and stored nothing
+        time.sleep(3.5)  # the abandoned scrub has finished judging by now, and stored nothing
         assert Store(db_url).runs() == []
         delay["seconds"] = 0
         retry = roomy_client.post("/v1/scrub", content=body(), headers={**AUTH, "Idempotency-Key": "late"})
