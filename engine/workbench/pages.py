@@ -244,15 +244,13 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
             return page(signed, claims_text=text, known_on=known_on, error=error)
         day = known_on or clock.today().isoformat()
         if fmt == "csv":
-            return Response(_csv(results), media_type="text/csv",
-                            headers={"Content-Disposition": f'attachment; filename="scrub-{day}.csv"'})
+            return _attachment(_csv(results), "text/csv", f"scrub-{day}.csv")
         if fmt == "html":
             html = render("scrub.html", signed_in=False, csrf="", payers=[], claims_text="", known_on=known_on,
                           payer="", results=results, error=None, page="report").body
-            return Response(html, media_type="text/html",
-                            headers={"Content-Disposition": f'attachment; filename="scrub-{day}.html"'})
-        return Response(json.dumps(results["document"], indent=2, default=json_default), media_type="application/json",
-                        headers={"Content-Disposition": f'attachment; filename="scrub-{day}.json"'})
+            return _attachment(html, "text/html", f"scrub-{day}.html")
+        return _attachment(json.dumps(results["document"], indent=2, default=json_default), "application/json",
+                           f"scrub-{day}.json")
 
     def kept_claims() -> int:
         return store.denial_claim_count() if store is not None else 0
@@ -290,9 +288,7 @@ def add_workbench(app: FastAPI, policy: PolicySet, tokens: set[str], resolver: R
         signed, form = await checked(request)
         if not isinstance(form, Form):
             return form
-        day = clock.today().isoformat()
-        return Response(form.get("worklist", ""), media_type="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="worklist-{day}.csv"'})
+        return _attachment(form.get("worklist", ""), "text/csv", f"worklist-{clock.today().isoformat()}.csv")
 
     def stored_versions() -> list[dict[str, Any]]:
         listed = [{"digest": v.digest, "label": f"{v.imported_at:%Y-%m-%d %H:%M} · {v.rule_count} rule revisions · "
@@ -613,6 +609,11 @@ def _analyse(policy: PolicySet, uploads: list[tuple[str, bytes]], encounters: by
             raise ValueError(str(exc).replace(folder + "/", "")) from None
         report.files = [dict(p, name=p["name"].split("-", 1)[-1]) for p in report.files]
         return report
+
+
+def _attachment(body: str | bytes, media_type: str, filename: str) -> Response:
+    """A download: the browser saves it under ``filename`` rather than showing it."""
+    return Response(body, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def _denials_shown(report) -> dict[str, Any]:
