@@ -31,6 +31,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
+from . import collector
 from .claims import Claim, InputError, InvalidClaim, validate_claim
 from .findings import charges_at_risk, claim_status
 from .history import History, in_person
@@ -163,6 +164,7 @@ def _claim_of(prep: _Prepared, raw: Any, position: int) -> Claim | InvalidClaim 
 ServiceRow = tuple[str, int, int, int, str, "str | None", bool, int, int]
 
 
+@collector.per_chunk
 def chunk_services(ctx: Context | str, chunk: list[tuple[int, Any]]) -> tuple[list[ServiceRow], list[str]]:
     """Pass one: every claim line of the chunk as a history service, and the claim ids."""
     prep = _prepared(ctx)
@@ -187,6 +189,7 @@ def _services(prep: _Prepared, position: int, claim: Claim) -> Iterator[ServiceR
                in_person(claim, line), line.units, claim.line_days(line))
 
 
+@collector.per_chunk
 def judge_chunk(ctx: Context | str, chunk: list[tuple[int, Any]], history_rows: list[tuple] | None) -> list[dict]:
     """Pass two: judge the chunk with its patients' history; one record per item, in order.
 

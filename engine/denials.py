@@ -20,6 +20,7 @@ from pathlib import Path
 from decimal import Decimal
 from typing import Any, Callable, Iterable, Iterator
 
+from . import collector
 from .claims import Claim
 from .findings import Finding
 from .money import ZERO, cents, json_default, money_text, parse_money
@@ -486,6 +487,7 @@ def _pairs_of(chunk: list[Claim], index: RemitIndex, report: DenialReport,
     return sorted(by_date.items())
 
 
+@collector.per_chunk
 def judge_pairs(ctx: Any, by_date: list[tuple[dt.date, list]]) -> list[LineOutcome]:
     """Each remitted line of a chunk judged as known at adjudication and as known today (runs in any worker)."""
     from .batch import _prepared
