@@ -202,7 +202,7 @@ class Commit(Protocol):
         """False when the caller gave up waiting: nothing is stored."""
 
     def rows(self, result: ScrubResult) -> Callable[[Any, str], None] | None:
-        """Rows of the caller's to store in the run's transaction, given the session and run id."""
+        """Rows of the caller's to store in the run's transaction, given its Core connection and the run id."""
 
 
 def scrub_items(items: list[Claim | InvalidClaim], policy: PolicySet, known_on: dt.date,

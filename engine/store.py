@@ -25,7 +25,7 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from sqlalchemy import Text, event, func, insert, text
+from sqlalchemy import Text, bindparam, event, func, insert, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import defer
 from sqlmodel import Column, Field, Session, SQLModel, create_engine, select
@@ -119,8 +119,17 @@ class ClaimRecord(SQLModel, table=True):
     body: str = Field(sa_column=Column(Text))
 
 
-# Built once: the service reads this on every request it stores.
+# Built once: the service reads these on every request it stores (building a statement per
+# request cost more than running it).
+_NO_LIMIT = 2**62
 _MAX_RECORD = select(func.coalesce(func.max(ClaimRecord.__table__.c.id), 0))
+_RECORDS = ClaimRecord.__table__.c
+_LATEST = (select(_RECORDS.id, _RECORDS.claim_id, _RECORDS.patient_id, _RECORDS.body)
+           .join(Run.__table__, Run.__table__.c.id == _RECORDS.run_id)
+           .where(Run.__table__.c.complete == True,  # noqa: E712
+                  _RECORDS.patient_id.in_(bindparam("patients", expanding=True)),
+                  _RECORDS.id <= bindparam("upto"))
+           .order_by(_RECORDS.id))
 
 
 class StoredClaim(SQLModel, table=True):
@@ -328,12 +337,26 @@ class Store:
 
     def _write(self, work: Callable[[Session], T]) -> T:
         """Run ``work`` in one write transaction and commit it, retrying when other writers hold the store."""
+        def once() -> T:
+            with Session(self.writer) as session:
+                value = work(session)
+                session.commit()
+                return value
+        return self._retried(once)
+
+    def _write_rows(self, work: Callable[[Any], T]) -> T:
+        """``_write`` on a Core connection, without an ORM session: for the rows the service writes
+        on every request it stores."""
+        def once() -> T:
+            with self.writer.begin() as connection:
+                return work(connection)
+        return self._retried(once)
+
+    def _retried(self, once: Callable[[], T]) -> T:
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                with self._write_lock, Session(self.writer) as session:
-                    value = work(session)
-                    session.commit()
-                    return value
+                with self._write_lock:
+                    return once()
             except IntegrityError:
                 raise
             except DBAPIError as exc:
@@ -400,18 +423,12 @@ class Store:
     # ---- history -----------------------------------------------------------------
 
     def _latest_records(self, connection: Any, patients: set[str], upto: int | None) -> list[tuple]:
-        """(id, claim id, patient id, body) of each claim's latest complete record, oldest first.
-        Read with Core, not ORM objects: this runs on every request the service stores."""
+        """(id, claim id, patient id, body) of each claim's latest complete record, oldest first."""
         if not patients:
             return []
-        records = ClaimRecord.__table__.c
-        query = (select(records.id, records.claim_id, records.patient_id, records.body)
-                 .join(Run.__table__, Run.__table__.c.id == records.run_id)
-                 .where(Run.__table__.c.complete == True, records.patient_id.in_(sorted(patients))))  # noqa: E712
-        if upto is not None:
-            query = query.where(records.id <= upto)
         latest: dict[str, tuple] = {}
-        for row in connection.execute(query.order_by(records.id)):
+        rows = connection.execute(_LATEST, {"patients": sorted(patients), "upto": _NO_LIMIT if upto is None else upto})
+        for row in rows:
             latest[row[1]] = tuple(row)  # a re-scrubbed claim counts once, as last seen
         return sorted(latest.values())
 
@@ -452,11 +469,11 @@ class Store:
 
     def record_run(self, result, items: list[Claim | InvalidClaim], raw_input: list[Any],
                    options: dict[str, Any], history_upto: int,
-                   attach: Callable[[Session, str], None] | None = None) -> str:
+                   attach: Callable[[Any, str], None] | None = None) -> str:
         """Store a run's receipt, its findings and its claims, in one transaction.
 
         ``attach`` adds rows of the caller's to the same transaction (the service's
-        idempotency record), so both land or neither does.
+        idempotency record), given the Core connection and the run id, so both land or neither does.
         """
         run_id = uuid.uuid4().hex
         text = json.dumps(raw_input, sort_keys=True, default=str)
@@ -476,17 +493,17 @@ class Store:
                "reject": summary["reject"], "invalid": summary["invalid"], "input": text, "sources": "",
                "complete": True}
 
-        def write(session: Session) -> None:
+        def write(connection: Any) -> None:
             # Core inserts, not ORM objects: a run's rows are written in one statement a table.
-            session.execute(insert(Run.__table__), [run])
+            connection.execute(insert(Run.__table__), [run])
             if findings:
-                session.execute(insert(FindingRow.__table__), findings)
+                connection.execute(insert(FindingRow.__table__), findings)
             if claims:
-                session.execute(insert(ClaimRecord.__table__), claims)
+                connection.execute(insert(ClaimRecord.__table__), claims)
             if attach is not None:
-                attach(session, run_id)
+                attach(connection, run_id)
 
-        self._write(write)
+        self._write_rows(write)
         return run_id
 
     # ---- denial history ------------------------------------------------------------
@@ -646,13 +663,15 @@ class Store:
             return IdempotentRequest(key=key, request_digest=request_digest, started_at=clock.now())
 
     @staticmethod
-    def answer_request(key: str, request_digest: str, respond: Callable[[str], str]) -> Callable[[Session, str], None]:
+    def answer_request(key: str, request_digest: str, respond: Callable[[str], str]) -> Callable[[Any, str], None]:
         """An ``attach`` for record_run: the answer (made from the run id) is stored with the run."""
-        def attach(session: Session, run_id: str) -> None:
-            row = session.get(IdempotentRequest, key) or IdempotentRequest(
-                key=key, request_digest=request_digest, started_at=clock.now())
-            row.run_id, row.response = run_id, respond(run_id)
-            session.add(row)
+        def attach(connection: Any, run_id: str) -> None:
+            requests = IdempotentRequest.__table__
+            answer = {"run_id": run_id, "response": respond(run_id)}
+            updated = connection.execute(update(requests).where(requests.c.key == key).values(**answer))
+            if updated.rowcount == 0:  # its in-progress row is gone (taken as stale, then released)
+                connection.execute(insert(requests).values(key=key, request_digest=request_digest,
+                                                           started_at=clock.now(), **answer))
         return attach
 
     def release_request(self, key: str) -> None:
