@@ -3,7 +3,8 @@
     python -m benchmarks.bench_serve [--requests 2000] [--seconds 120]
 
 Starts ``payerpolicy serve`` on 127.0.0.1 (a free port) once per configuration - one
-worker without and with the store, at 1 and 8 client threads, and two workers - sends a
+worker without and with the store, at 1 and 8 client threads, and two workers without and
+with the store (one SQLite file both write) at 8 - sends a
 bounded number of requests (stopping after --seconds whatever happens), prints requests
 per second and p50/p99 latency, and stops the server.
 """
@@ -112,13 +113,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--store-only", action="store_true",
-                        help="Only one worker with the store, at 1 and 8 clients (to compare two versions)")
+                        help="Only the configurations with the store (to compare two versions)")
     args = parser.parse_args()
     bodies = [json.dumps(c) for c in synthetic_claims(min(args.requests, 5000), seed=11)]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, CPython {platform.python_version()}")
     rates = {}
     with tempfile.TemporaryDirectory(prefix="payerpolicy-serve-") as tmp:
-        runs = [(1, False, 1), (1, False, 8), (1, True, 1), (1, True, 8), (2, False, 8)]
+        runs = [(1, False, 1), (1, False, 8), (1, True, 1), (1, True, 8), (2, False, 8), (2, True, 8)]
         for workers, store, threads in [r for r in runs if r[1]] if args.store_only else runs:
             server, port = serving(workers, store, f"sqlite:///{tmp}/store-{workers}-{threads}.sqlite")
             try:

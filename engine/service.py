@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -22,7 +23,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator, Callable
 
 import orjson
 
@@ -227,9 +228,12 @@ def app_from_config(config: dict[str, Any]) -> FastAPI:
     from .store import Store
 
     policy = load_policies(config["policies"])
-    store = None if config["no_store"] else Store(config["db"])
+    # A served store commits a small run per request all day: its log is checkpointed on a
+    # thread of its own, not inside a request's commit (see store._Checkpointer).
+    store = None if config["no_store"] else Store(config["db"], background_checkpoints=True)
     tokens = load_tokens(Path(config["tokens_file"]) if config["tokens_file"] else None)
-    return create_app(policy, store, tokens, Limits(**config["limits"]), config.get("reference"))
+    return create_app(policy, store, tokens, Limits(**config["limits"]), config.get("reference"),
+                      on_shutdown=store.close if store is not None else None)
 
 
 def serve_worker(host: str, port: int, config: str) -> None:
@@ -258,8 +262,9 @@ def serve_worker(host: str, port: int, config: str) -> None:
 
 
 def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits: Limits | None = None,
-               reference: str | None = None) -> FastAPI:
-    """The API; ``reference`` is the SQLite file of imported CMS releases (default: the store's)."""
+               reference: str | None = None, on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    """The API; ``reference`` is the SQLite file of imported CMS releases (default: the store's).
+    ``on_shutdown`` runs when the server stops (closing a store the caller opened for it)."""
     from .reference.lookup import open_reference, reference_path
 
     limits = limits or Limits()
@@ -270,8 +275,16 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
     if store is not None:
         store.import_policy(policy)  # at start, not raced by the first concurrent requests
     # The docs pages are served below, behind the same token as the API, with bundled assets.
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if on_shutdown is not None:
+                on_shutdown()
+
     app = FastAPI(title="payerpolicy", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
-                  description="Scrub professional claims against dated, cited payer policy.")
+                  description="Scrub professional claims against dated, cited payer policy.", lifespan=lifespan)
     failures = FailedTokens(limits.failed_tokens, limits.failed_token_window_seconds)
 
     def authorized(request: Request) -> str:

@@ -205,6 +205,22 @@ def test_the_committed_openapi_schema_is_current():
     assert committed == json.loads(json.dumps(app.openapi(), sort_keys=True))
 
 
+def test_a_server_that_stops_closes_the_store_it_was_opened_with(tmp_path):
+    """``serve`` opens its store with a checkpoint thread; stopping the server stops it."""
+    from engine.service import app_from_config
+
+    config = {"policies": None, "db": f"sqlite:///{tmp_path / 'store.sqlite'}", "no_store": False,
+              "reference": None, "tokens_file": None, "limits": Limits().model_dump()}
+    threads = lambda: {t for t in threading.enumerate() if t.name == "payerpolicy-wal-checkpoint"}  # noqa: E731
+    before = threads()
+    app = app_from_config(config)
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        running = threads() - before
+        assert running
+    assert not any(t.is_alive() for t in running)
+
+
 def test_graceful_shutdown_finishes_the_request_in_flight(tmp_path):
     """SIGTERM during a batch: the batch is answered in full and its run is stored whole."""
     import http.client

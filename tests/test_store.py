@@ -114,6 +114,108 @@ def test_writers_of_one_process_take_turns_instead_of_failing_busy(policy, tmp_p
     assert count(stores[0], Run) == 120 and count(stores[0], ClaimRecord) == 120
 
 
+def _write_runs_in_a_process(url: str, prefix: str, runs: int) -> None:
+    """A second service worker or a CLI run on the same file: its own process, its own Store."""
+    import engine.store as store_module
+    from engine.policy.loader import load_policies
+
+    store_module.BUSY_SECONDS = 0  # SQLite's busy handler gives up at once,
+    store_module.WRITE_ATTEMPTS = 1  # and the store does not try again
+    policy = load_policies()
+    store = Store(url)
+    for i in range(runs):
+        scrub_items(claims(visit(f"{prefix}-{i}", patient=prefix)), policy, KNOWN, store)
+
+
+def test_writers_of_two_processes_take_turns_instead_of_failing_busy(policy, tmp_path):
+    """Two processes on one SQLite file (``serve --workers 2``): with no busy wait in SQLite, every
+    run of both lands first time; they queue on the file lock beside the store, which only its
+    owner may open."""
+    import multiprocessing
+    import stat
+
+    path = tmp_path / "store.sqlite"
+    url = f"sqlite:///{path}"
+    Store(url).import_policy(policy)
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_write_runs_in_a_process, args=(url, f"W{n}", 40)) for n in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(180)
+    assert [w.exitcode for w in workers] == [0, 0]
+    store = Store(url)
+    assert count(store, Run) == 80 and count(store, ClaimRecord) == 80
+    lock = tmp_path / "store.sqlite.writer-lock"
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+
+
+def test_a_served_store_checkpoints_its_log_on_its_own_thread_not_in_a_commit(policy, tmp_path, monkeypatch):
+    """The service's store: no commit copies the log into the database file (that made one
+    request in a hundred wait); the checkpoint thread does, and stops when the store closes."""
+    import shutil
+    import sqlite3
+    import time
+
+    import engine.store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_SECONDS", 0.05)
+    path = tmp_path / "store.sqlite"
+    store = Store(f"sqlite:///{path}", background_checkpoints=True)
+    with store.writer.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    for n in range(3):
+        scrub_items(claims(visit(f"C-{n}")), policy, KNOWN, store)
+
+    def runs_in_the_database_file() -> int:
+        """What a reader of the database file alone sees: only what was checkpointed."""
+        copy = tmp_path / "copy.sqlite"
+        shutil.copyfile(path, copy)
+        try:
+            with sqlite3.connect(copy) as db:
+                return db.execute("SELECT count(*) FROM run").fetchone()[0]
+        except sqlite3.DatabaseError:  # copied mid-checkpoint or before the table reached it
+            return -1
+        finally:
+            copy.unlink()
+
+    deadline = time.monotonic() + 10
+    while runs_in_the_database_file() != 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runs_in_the_database_file() == 3
+    thread = store._checkpointer
+    store.close()
+    assert not thread.is_alive()
+
+
+def test_under_steady_writes_the_log_is_started_over_and_stays_small(policy, tmp_path, monkeypatch):
+    """Passive checkpoints alone never let the log start over while runs keep coming (it grew
+    by every run's pages); past its length limit the checkpoint thread restarts it."""
+    import engine.store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_SECONDS", 0.02)
+    monkeypatch.setattr(store_module, "CHECKPOINT_RESTART_FRAMES", 100)
+    path = tmp_path / "store.sqlite"
+    store = Store(f"sqlite:///{path}", background_checkpoints=True)
+    log = tmp_path / "store.sqlite-wal"
+    scrub_items(claims(visit("R-0")), policy, KNOWN, store)
+    start = log.stat().st_size
+    for n in range(1, 201):
+        scrub_items(claims(visit(f"R-{n}", patient=f"P-{n}")), policy, KNOWN, store)
+    grown = log.stat().st_size - start
+    store.close()
+    every_run = 200 * 4096 * 8  # a run writes more than 8 pages to the log
+    assert grown < every_run / 4, grown
+    assert count(Store(f"sqlite:///{path}"), Run) == 201
+
+
+def test_a_store_of_the_command_line_leaves_checkpoints_to_sqlite(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    with store.writer.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    assert store._checkpointer is None
+
+
 def test_without_a_store_nothing_is_read_or_written(policy, db_url):
     store = Store(db_url)
     scrub_items(claims(visit("N-1")), policy, KNOWN, store)
