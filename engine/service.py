@@ -274,7 +274,6 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
     resolver = Resolver(policy, open_reference(reference))
     if store is not None:
         store.import_policy(policy)  # at start, not raced by the first concurrent requests
-    # The docs pages are served below, behind the same token as the API, with bundled assets.
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         try:
@@ -283,6 +282,7 @@ def create_app(policy: PolicySet, store: Store | None, tokens: set[str], limits:
             if on_shutdown is not None:
                 on_shutdown()
 
+    # The docs pages are served below, behind the same token as the API, with bundled assets.
     app = FastAPI(title="payerpolicy", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
                   description="Scrub professional claims against dated, cited payer policy.", lifespan=lifespan)
     failures = FailedTokens(limits.failed_tokens, limits.failed_token_window_seconds)
