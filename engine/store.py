@@ -273,6 +273,8 @@ class _WriterQueue:
                     return False
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)
+            except OSError:  # a file system without locks (some network mounts): SQLite decides
+                return False
 
 
 _WRITER_QUEUES: dict[str, _WriterQueue] = {}

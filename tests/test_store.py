@@ -150,6 +150,21 @@ def test_writers_of_two_processes_take_turns_instead_of_failing_busy(policy, tmp
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
 
 
+def test_a_store_on_a_file_system_without_locks_still_writes(policy, tmp_path, monkeypatch):
+    """Some network mounts refuse file locks: writers then go straight to SQLite, as before."""
+    import errno
+
+    import engine.store as store_module
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(store_module.fcntl, "flock", no_locks)
+    store = Store(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    scrub_items(claims(visit("L-1")), policy, KNOWN, store)
+    assert count(store, Run) == 1
+
+
 def test_a_served_store_checkpoints_its_log_on_its_own_thread_not_in_a_commit(policy, tmp_path, monkeypatch):
     """The service's store: no commit copies the log into the database file (that made one
     request in a hundred wait); the checkpoint thread does, and stops when the store closes."""
