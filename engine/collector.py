@@ -3,9 +3,9 @@
 Judging allocates many small dicts, lists and tuples that reference counting frees; almost
 none of them form cycles. Left to its thresholds, the collector ran about 2,000 times over
 20,000 claims, and each full pass walked everything alive, the policy snapshots and compiled
-rules included: 2.7 s of a 17 s run (2026-12-01, ``scrub --no-store``, one core). Paused for
-the length of a chunk, and with what the first chunk built frozen out of its walks (the
-snapshots and compiled rules live as long as the process), it cost 0.6-0.7 s.
+rules included: 2.3-3.0 s of a 16-19 s run (2026-12-01, ``scrub --no-store``, one core).
+Paused for the length of a chunk, and with what the first chunk built frozen out of its walks
+(the snapshots and compiled rules live as long as the process), it cost 0.6-0.9 s.
 
 Cycles made while paused are still collected: the collector runs as usual once the chunk is
 done, and a chunk is bounded (``batch.CHUNK`` claims), so memory stays flat.
